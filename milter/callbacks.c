@@ -27,15 +27,30 @@ struct session {
 	struct netaddr addr;
 	bool has_addr;
 	char helo[HELO_MAX + 1];
+	char finished_queue_id[32]; /* libmilter keeps "i" after the message ends */
 	unsigned commands, refused;
 	unsigned by_class[4];      /* replies caused: 2xx, 3xx, 4xx, 5xx */
 };
 
 static atomic_ulong next_session = 1;
 
-static const char *queue_id(SMFICTX *ctx)
+/* The MTA's queue id of the message in progress, or NULL between messages. */
+static const char *queue_id(SMFICTX *ctx, const struct session *s)
 {
-	return smfi_getsymval(ctx, "i");
+	const char *id = smfi_getsymval(ctx, "i");
+	if (id == NULL || strcmp(id, s->finished_queue_id) == 0)
+		return NULL;
+	return id;
+}
+
+/* End of a message or of a transaction: its queue id is no longer current. */
+static sfsistat on_message_end(SMFICTX *ctx)
+{
+	struct session *s = smfi_getpriv(ctx);
+	const char *id = smfi_getsymval(ctx, "i");
+	if (s != NULL && id != NULL)
+		snprintf(s->finished_queue_id, sizeof s->finished_queue_id, "%s", id);
+	return SMFIS_CONTINUE;
 }
 
 static void count_reply(struct session *s, int code)
@@ -96,7 +111,7 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 	count_reply(s, 220);
 
 	struct audit_line l;
-	audit_start(&l, queue_id(ctx));
+	audit_start(&l, queue_id(ctx, s));
 	audit_put(&l, "event", "connect");
 	audit_put(&l, "door", "milter");
 	audit_put(&l, "session", s->id);
@@ -143,7 +158,7 @@ static sfsistat on_unknown(SMFICTX *ctx, const char *line)
 	}
 
 	struct audit_line l;
-	audit_start(&l, queue_id(ctx));
+	audit_start(&l, queue_id(ctx, s));
 	audit_put(&l, "event", "command");
 	audit_put(&l, "door", "milter");
 	audit_put(&l, "session", s->id);
@@ -188,7 +203,7 @@ static sfsistat on_close(SMFICTX *ctx)
 	smfi_setpriv(ctx, NULL);
 
 	struct audit_line l;
-	audit_start(&l, queue_id(ctx));
+	audit_start(&l, queue_id(ctx, s));
 	audit_put(&l, "event", "close");
 	audit_put(&l, "door", "milter");
 	audit_put(&l, "session", s->id);
@@ -217,6 +232,8 @@ static struct smfiDesc filter = {
 	.xxfi_connect = on_connect,
 	.xxfi_helo = on_helo,
 	.xxfi_close = on_close,
+	.xxfi_eom = on_message_end,
+	.xxfi_abort = on_message_end,
 	.xxfi_unknown = on_unknown,
 	.xxfi_negotiate = on_negotiate,
 };

@@ -482,8 +482,8 @@ static int parse_limits(struct loader *ld, const config_setting_t *root)
 	if (!action_refuses(p->limit_action))
 		return fail(ld, config_setting_get_member(g, "action"),
 			    "limits.action: must refuse (reject, tempfail, disconnect)");
-	return parse_reply(ld, g, "limits", base_reply(p, p->limit_action), p->limit_action,
-			   &p->limit_reply);
+	policy_set_limit_default(p);
+	return parse_reply(ld, g, "limits", &p->limit_default, p->limit_action, &p->limit_reply);
 }
 
 struct policy *config_load(const char *file, struct config_error *err)

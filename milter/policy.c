@@ -125,10 +125,21 @@ void policy_decide(const struct policy *p, const struct question *q, struct verd
 	if (action_refuses(v->action) && p->probes > 0 && q->refused >= p->probes) {
 		v->source = SOURCE_LIMIT;
 		v->action = p->limit_action;
-		v->reply = p->limit_reply;
+		v->reply = p->limit_reply ? p->limit_reply : &p->limit_default;
 	}
 	if (v->reply == NULL)
 		v->reply = default_reply(p, v->action);
+}
+
+static char LIMIT_TEXT[] = "too many refused commands";
+static char LIMIT_CLOSE_TEXT[] = "too many refused commands, closing connection";
+
+void policy_set_limit_default(struct policy *p)
+{
+	const struct reply_spec *base = default_reply(p, p->limit_action);
+	p->limit_default = (struct reply_spec){ base->code, "", NULL };
+	strcpy(p->limit_default.status, base->status);
+	p->limit_default.text = p->limit_action == ACTION_DISCONNECT ? LIMIT_CLOSE_TEXT : LIMIT_TEXT;
 }
 
 static void reply_free(struct reply_spec *r)
@@ -151,7 +162,7 @@ struct policy *policy_new(void)
 	p->tempfail_reply = (struct reply_spec){ 450, "4.7.1", strdup("$verb command temporarily refused") };
 	p->disconnect_reply = (struct reply_spec){ 421, "4.7.0", strdup("$verb command refused, closing connection") };
 	p->limit_action = ACTION_DISCONNECT;
-	p->probes = 0;
+	policy_set_limit_default(p);
 	p->socket_mode = 0660;
 	p->syslog_facility = LOG_MAIL;
 	if (!p->clients || !p->socket || !p->banner || !p->reject_reply.text ||

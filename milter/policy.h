@@ -71,7 +71,8 @@ struct policy {
 
 	unsigned probes;           /* refused commands per session; 0 = no limit */
 	enum action limit_action;
-	struct reply_spec *limit_reply;
+	struct reply_spec *limit_reply;  /* NULL: limit_default */
+	struct reply_spec limit_default; /* the action's code, a text about the limit */
 
 	int refs;                  /* guarded by the holder of the running policy */
 };
@@ -106,6 +107,9 @@ int action_from_name(const char *name);
 /* The command entry for a verb typed in any case, or NULL. */
 const struct command_entry *policy_find_command(const struct policy *p,
 						const char *verb, size_t len);
+
+/* Points limit_default at the code and status of limit_action's default reply. */
+void policy_set_limit_default(struct policy *p);
 
 /* An empty policy with the built-in defaults; NULL on ENOMEM. */
 struct policy *policy_new(void);
