@@ -1,0 +1,479 @@
+"""milter-cmdgate behind a real Postfix: SMTP replies and syslog audit lines.
+
+Each test is one SMTP session (or a reload followed by one) against a
+private Postfix instance whose smtpd_milters points at the milter under
+test; replies are compared exactly, and so are the audit lines the milter
+writes to syslog (every key and value, in order; only the value of
+`session` is free, but it must be the same on all lines of one session and
+new for every session).
+
+Run through milter-door.test (automake) or `python3 -m unittest -v
+test_milter_door` as root from this directory; see README.md.
+"""
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+POLICY = """\
+mode = "enforce";
+syslog_facility = "mail";
+banner = "$j ESMTP $v";
+reply = { code = 502; status = "5.5.1"; text = "$verb command not implemented"; };
+commands = { VRFY = { action = "reject"; }; EXPN = { action = "reject"; }; TURN = { action = "reject"; }; };
+rules = (
+  { clients = [ "127.0.0.2" ]; action = "allow"; },
+  { clients = [ "127.0.0.3" ]; commands = [ "EXPN" ]; action = "log"; }
+);
+limits = { probes = 3; action = "disconnect"; };
+"""
+
+AUDIT_POLICY = POLICY.replace('mode = "enforce";', 'mode = "audit";')
+
+BROKEN_RULES = 'rules = ( { clients = [ "10.0.0.0/33" ]; action = "allow"; } );'
+BROKEN_POLICY = re.sub(r"(?ms)^rules = \(.*?^\);\n", BROKEN_RULES + "\n", POLICY)
+BROKEN_LINE = BROKEN_POLICY.splitlines().index(BROKEN_RULES) + 1
+
+assert AUDIT_POLICY != POLICY and BROKEN_RULES in BROKEN_POLICY
+
+# Postfix 3.7's own answer to a command it does not know
+NOT_RECOGNIZED = "500 5.5.2 Error: command not recognized"
+LIMIT_REPLY = "421 4.7.0 too many refused commands, closing connection"
+
+SESSION = object()  # stands for "the session id", whatever its value
+
+ENV = None
+
+
+class Environment:
+    """The milter (with POLICY) and a private Postfix that calls it."""
+
+    def __init__(self):
+        self.log = None
+        self.workdir = None
+        self.policy_path = None
+        self.milter = None
+        self.postfix = None
+        self.sessions = set()
+
+    def start(self):
+        try:
+            self.log = h.MailLog()
+            h.check_syslog(self.log)
+            self.workdir = tempfile.mkdtemp(prefix="cmdgate-it-")
+            os.chmod(self.workdir, 0o755)
+            h.mark_owned(self.workdir)
+            self.policy_path = os.path.join(self.workdir, "cmdgate.conf")
+            self.write_policy(POLICY)
+            self.milter = h.MilterProcess(self.policy_path, workdir=self.workdir).start()
+            self.postfix = h.PostfixInstance(milter_port=self.milter.port,
+                                             milter_default_action="tempfail").start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def write_policy(self, text):
+        tmp = self.policy_path + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.policy_path)
+
+    def stop(self):
+        try:
+            if self.postfix is not None:
+                self.postfix.stop()
+        finally:
+            try:
+                if self.milter is not None:
+                    self.milter.stop()
+            finally:
+                if self.workdir is not None:
+                    shutil.rmtree(self.workdir, ignore_errors=True)
+                    self.workdir = None
+
+
+def setUpModule():
+    global ENV
+    env = Environment()
+    env.start()  # cleans up after itself when it fails
+    ENV = env
+
+
+def tearDownModule():
+    shutdown()
+
+
+def shutdown():
+    """Stop everything (also called by milter-door.test after an interruption)."""
+    global ENV
+    env, ENV = ENV, None
+    if env is not None:
+        env.stop()
+
+
+# ---------------------------------------------------------------------------
+# Expected audit lines
+
+
+def connect_line(client, name, banner):
+    return [("event", "connect"), ("door", "milter"), ("session", SESSION),
+            ("client", client), ("name", name), ("banner", banner), ("class", "2xx")]
+
+
+def command_line(verb, client, rule, action, reply, cls, extra=()):
+    return [("event", "command"), ("door", "milter"), ("session", SESSION),
+            ("verb", verb), ("client", client), ("rule", rule), ("action", action),
+            ("reply", reply), ("class", cls)] + list(extra)
+
+
+def close_line(client, helo, commands, refused, c2xx=1, c3xx=0, c4xx=0, c5xx=0, extra=()):
+    """HELO: the EHLO/HELO argument (the milter adds helo= once it saw one), or None."""
+    return ([("event", "close"), ("door", "milter"), ("session", SESSION), ("client", client)]
+            + ([("helo", helo)] if helo is not None else [])
+            + [("commands", str(commands)), ("refused", str(refused)),
+               ("2xx", str(c2xx)), ("3xx", str(c3xx)), ("4xx", str(c4xx)), ("5xx", str(c5xx))]
+            + list(extra))
+
+
+def unresolved(client):
+    """name= of a client whose name Postfix did not look up: the bracketed address."""
+    return "[%s]" % client
+
+
+def rejected(verb, client):
+    return command_line(verb, client, "command", "reject",
+                        "502 5.5.1 %s command not implemented" % verb, "5xx")
+
+
+class MilterDoorTest(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        if ENV is None:
+            self.fail("the test environment is not running")
+        if not ENV.milter.running():
+            self.fail("the milter is not running (exit status %s):\n%s"
+                      % (ENV.milter.proc.returncode, ENV.milter.output()))
+        self.mark = ENV.log.mark()
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close()
+
+    # -- helpers -------------------------------------------------------------
+
+    def diag(self, client=None):
+        """Transcript and log excerpt for a failure message."""
+        text = ""
+        if client is not None:
+            text += "\n--- SMTP transcript ---\n" + client.format_transcript()
+        text += ("\n--- log since the test began (milter pid %d, %s) ---\n%s"
+                 % (ENV.milter.pid, h.POSTFIX_SYSLOG_NAME,
+                    ENV.log.excerpt(self.mark, pids={ENV.milter.pid},
+                                    idents=[h.POSTFIX_SYSLOG_NAME])))
+        if not ENV.milter.running():
+            text += ("\n--- the milter exited with status %s; its output ---\n%s"
+                     % (ENV.milter.proc.returncode, ENV.milter.output()))
+        return text
+
+    def open(self, source=None, named=False):
+        c = h.smtp_client(ENV.postfix, source=source, named=named)
+        self.clients.append(c)
+        try:
+            c.connect()
+        except h.HarnessError as e:
+            self.fail("connect from %s: %s%s" % (source or "127.0.0.1", e, self.diag(c)))
+        return c
+
+    def expect(self, client, command, expected):
+        """Send COMMAND and assert the final reply line equals EXPECTED."""
+        try:
+            got = client.command(command)
+        except h.HarnessError as e:
+            self.fail("%r: %s%s" % (command, e, self.diag(client)))
+        self.assertEqual(got, expected, "reply to %r%s" % (command, self.diag(client)))
+        return got
+
+    def ehlo(self, client, name):
+        try:
+            got = client.command("EHLO " + name)
+        except h.HarnessError as e:
+            self.fail("EHLO: %s%s" % (e, self.diag(client)))
+        self.assertEqual(client.last_reply[0], "250-" + h.MTA_HOSTNAME, self.diag(client))
+        self.assertTrue(got.startswith("250 "), self.diag(client))
+
+    def expect_greeting(self, client):
+        greeting = client.last_reply[-1]
+        self.assertEqual(greeting, "220 %s ESMTP Postfix %s" % (h.MTA_HOSTNAME, postfix_version()),
+                         self.diag(client))
+        return greeting
+
+    def send_mail(self, client):
+        self.expect(client, "MAIL FROM:<prober@example.org>", "250 2.1.0 Ok")
+        self.expect(client, "RCPT TO:<postmaster@%s>" % h.MTA_HOSTNAME, "250 2.1.5 Ok")
+        self.expect(client, "DATA", "354 End data with <CR><LF>.<CR><LF>")
+        try:
+            got = client.send_message("From: <prober@example.org>\n"
+                                      "To: <postmaster@%s>\n"
+                                      "Subject: cmdgate integration test\n\n"
+                                      "mail still flows\n" % h.MTA_HOSTNAME)
+        except h.HarnessError as e:
+            self.fail("end of DATA: %s%s" % (e, self.diag(client)))
+        self.assertRegex(got, r"^250 2\.0\.0 Ok: queued as [0-9A-Za-z]+$", self.diag(client))
+
+    def quit(self, client):
+        self.expect(client, "QUIT", "221 2.0.0 Bye")
+
+    def is_milter_audit(self, record):
+        return (record.pid == ENV.milter.pid and record.ident == h.MILTER_IDENT
+                and h.is_audit_message(record.msg))
+
+    def parse(self, record):
+        try:
+            return h.parse_audit(record.msg)
+        except h.AuditParseError as e:
+            self.fail("malformed audit line %r: %s%s" % (record.raw, e, self.diag()))
+
+    def session_lines(self, client=None, timeout=5.0):
+        """Audit lines of the first milter session that began since setUp.
+
+        Waits for its close line, so that no later test sees its lines.
+        """
+        first = ENV.log.wait_for(
+            lambda r: self.is_milter_audit(r) and self.parse(r).get("event") == "connect",
+            since=self.mark, timeout=timeout)
+        if first is None:
+            self.fail("no event=connect audit line of milter pid %d within %.0f s%s"
+                      % (ENV.milter.pid, timeout, self.diag(client)))
+        session = self.parse(first).get("session")
+        self.assertRegex(session or "", r"^[0-9a-f]+$",
+                         "session id must be hex: %r%s" % (first.raw, self.diag(client)))
+        close = ENV.log.wait_for(
+            lambda r: self.is_milter_audit(r) and self.parse(r).get("session") == session
+            and self.parse(r).get("event") == "close",
+            since=self.mark, timeout=timeout)
+        if close is None:
+            self.fail("no event=close audit line for session %s within %.0f s%s"
+                      % (session, timeout, self.diag(client)))
+        self.assertNotIn(session, ENV.sessions,
+                         "session id %s was used by an earlier session%s"
+                         % (session, self.diag(client)))
+        ENV.sessions.add(session)
+        return [self.parse(r) for r in ENV.log.select(self.is_milter_audit, self.mark)
+                if self.parse(r).get("session") == session]
+
+    def assertAudit(self, lines, expected, client=None, prefix="NOQUEUE"):
+        """LINES (AuditLine list) equal EXPECTED (list of item lists), exactly."""
+        def norm(items):
+            return [(k, "<session>" if v is SESSION or k == "session" else v) for k, v in items]
+        actual = [("%s:" % l.prefix, norm(l.items)) for l in lines]
+        wanted = [("%s:" % prefix, norm(items)) for items in expected]
+        self.assertEqual(actual, wanted, "audit lines differ%s" % self.diag(client))
+
+    def reload(self, text, expect_ok=True, timeout=5.0):
+        """Write TEXT as the policy file, send SIGUSR1, wait for the verdict in the log."""
+        ENV.write_policy(text)
+        mark = ENV.log.mark()
+        ENV.milter.reload()
+        pid = ENV.milter.pid
+        if expect_ok:
+            rec = ENV.log.wait_for(
+                lambda r: r.pid == pid and "configuration reloaded from" in r.msg,
+                since=mark, timeout=timeout)
+            if rec is None:
+                self.fail("no 'configuration reloaded from' line after SIGUSR1%s" % self.diag())
+            self.assertIn("configuration reloaded from %s" % ENV.policy_path, rec.msg,
+                          self.diag())
+            return [rec]
+        rec = ENV.log.wait_for(
+            lambda r: r.pid == pid and "keeping previous configuration" in r.msg,
+            since=mark, timeout=timeout)
+        if rec is None:
+            self.fail("no 'keeping previous configuration' line after SIGUSR1 with a "
+                      "broken file%s" % self.diag())
+        return [r for r in ENV.log.select(lambda r: r.pid == pid, mark)]
+
+    # -- the cases -----------------------------------------------------------
+
+    def test_01_stranger_probes_then_limit(self):
+        """127.0.0.1: refusals, allow by default, mail still flows, probe limit."""
+        named = ENV.postfix.named_port is not None
+        c = self.open(named=named)
+        greeting = self.expect_greeting(c)
+        self.ehlo(c, "client.example")
+        self.expect(c, "EXPN", "502 5.5.1 EXPN command not implemented")
+        self.expect(c, "expn x", "502 5.5.1 EXPN command not implemented")
+        self.expect(c, "XFOO", NOT_RECOGNIZED)
+        self.expect(c, "TURN", "502 5.5.1 TURN command not implemented")
+        self.send_mail(c)
+        self.expect(c, "EXPN", LIMIT_REPLY)
+        self.assertTrue(c.wait_closed(5), "Postfix did not close after 421%s" % self.diag(c))
+        lines = self.session_lines(c)
+        self.assertAudit(lines, [
+            connect_line("127.0.0.1", "localhost" if named else unresolved("127.0.0.1"), greeting),
+            rejected("EXPN", "127.0.0.1"),
+            rejected("EXPN", "127.0.0.1"),
+            command_line("XFOO", "127.0.0.1", "default", "allow", "none", "none"),
+            rejected("TURN", "127.0.0.1"),
+            command_line("EXPN", "127.0.0.1", "limit", "disconnect", LIMIT_REPLY, "4xx"),
+            close_line("127.0.0.1", "client.example", commands=5, refused=4, c4xx=1, c5xx=3),
+        ], c)
+
+    def test_02_expn_before_ehlo(self):
+        """EXPN as the first command, without EHLO, is refused too."""
+        c = self.open()
+        greeting = self.expect_greeting(c)
+        self.expect(c, "EXPN", "502 5.5.1 EXPN command not implemented")
+        self.quit(c)
+        self.assertAudit(self.session_lines(c), [
+            connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
+            rejected("EXPN", "127.0.0.1"),
+            close_line("127.0.0.1", None, commands=1, refused=1, c5xx=1),
+        ], c)
+
+    def test_03_trusted_client_allowed(self):
+        """127.0.0.2 matches rule 1 (allow): Postfix answers EXPN itself."""
+        c = self.open(source="127.0.0.2")
+        greeting = self.expect_greeting(c)
+        self.ehlo(c, "trusted.example")
+        self.expect(c, "EXPN", NOT_RECOGNIZED)
+        self.quit(c)
+        self.assertAudit(self.session_lines(c), [
+            connect_line("127.0.0.2", unresolved("127.0.0.2"), greeting),
+            command_line("EXPN", "127.0.0.2", "1", "allow", "none", "none"),
+            close_line("127.0.0.2", "trusted.example", commands=1, refused=0),
+        ], c)
+
+    def test_04_rule_limited_to_expn(self):
+        """127.0.0.3: rule 2 logs EXPN only; TURN falls to the command action."""
+        c = self.open(source="127.0.0.3")
+        greeting = self.expect_greeting(c)
+        self.ehlo(c, "logged.example")
+        self.expect(c, "EXPN", NOT_RECOGNIZED)
+        self.expect(c, "TURN", "502 5.5.1 TURN command not implemented")
+        self.quit(c)
+        self.assertAudit(self.session_lines(c), [
+            connect_line("127.0.0.3", unresolved("127.0.0.3"), greeting),
+            command_line("EXPN", "127.0.0.3", "2", "log", "none", "none"),
+            rejected("TURN", "127.0.0.3"),
+            close_line("127.0.0.3", "logged.example", commands=2, refused=1, c5xx=1),
+        ], c)
+
+    def test_05_ipv6_stranger(self):
+        """A stranger on ::1 is refused like one on 127.0.0.1."""
+        if not ENV.postfix.ipv6:
+            self.skipTest("no IPv6 loopback on this machine")
+        c = self.open(source="::1")
+        greeting = self.expect_greeting(c)
+        self.ehlo(c, "v6.example")
+        self.expect(c, "EXPN", "502 5.5.1 EXPN command not implemented")
+        self.quit(c)
+        self.assertAudit(self.session_lines(c), [
+            connect_line("::1", unresolved("::1"), greeting),
+            rejected("EXPN", "::1"),
+            close_line("::1", "v6.example", commands=1, refused=1, c5xx=1),
+        ], c)
+
+    def test_06_reload_to_audit_mode(self):
+        """SIGUSR1 with mode = "audit": nothing refused, verdict logged with mode=audit."""
+        self.reload(AUDIT_POLICY)
+        try:
+            self.mark = ENV.log.mark()
+            c = self.open()
+            greeting = self.expect_greeting(c)
+            self.ehlo(c, "audit.example")
+            self.expect(c, "EXPN", NOT_RECOGNIZED)
+            self.quit(c)
+            self.assertAudit(self.session_lines(c), [
+                connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
+                rejected("EXPN", "127.0.0.1") + [("mode", "audit")],
+                close_line("127.0.0.1", "audit.example", commands=1, refused=1, c5xx=1,
+                           extra=[("mode", "audit")]),
+            ], c)
+        finally:
+            self.reload(POLICY)
+        # enforced again from the next connection on
+        self.mark = ENV.log.mark()
+        c = self.open()
+        self.expect(c, "EXPN", "502 5.5.1 EXPN command not implemented")
+        self.quit(c)
+        self.session_lines(c)
+
+    def test_07_broken_reload_keeps_policy(self):
+        """SIGUSR1 with a broken file: FILE:LINE: message, old policy still enforced."""
+        try:
+            records = self.reload(BROKEN_POLICY, expect_ok=False)
+            where = "%s:%d:" % (ENV.policy_path, BROKEN_LINE)
+            self.assertTrue(any(where in r.msg for r in records),
+                            "no line with %r among %r%s" % (where, [r.msg for r in records],
+                                                            self.diag()))
+            self.assertFalse(any("configuration reloaded" in r.msg for r in records),
+                             self.diag())
+            self.mark = ENV.log.mark()
+            c = self.open()
+            greeting = self.expect_greeting(c)
+            self.ehlo(c, "still.example")
+            self.expect(c, "EXPN", "502 5.5.1 EXPN command not implemented")
+            self.quit(c)
+            self.assertAudit(self.session_lines(c), [
+                connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
+                rejected("EXPN", "127.0.0.1"),
+                close_line("127.0.0.1", "still.example", commands=1, refused=1, c5xx=1),
+            ], c)
+        finally:
+            self.reload(POLICY)
+
+    def test_08_values_quoted_and_escaped(self):
+        """Client-chosen bytes (EHLO name, unknown verb) reach the log C-escaped."""
+        helo = b'odd"name\\x=y\xc3\xa9\x01z'
+        verb = b"X\xc3\xa9Y"
+        c = self.open()
+        greeting = self.expect_greeting(c)
+        try:
+            got = c.command(b"EHLO " + helo)
+        except h.HarnessError as e:
+            self.fail("EHLO: %s%s" % (e, self.diag(c)))
+        self.assertTrue(got.startswith("250 "), self.diag(c))
+        self.expect(c, verb, NOT_RECOGNIZED)
+        self.quit(c)
+        lines = self.session_lines(c)
+        helo_text = helo.decode("utf-8", "surrogateescape")
+        self.assertAudit(lines, [
+            connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
+            command_line(verb.decode("utf-8"), "127.0.0.1", "default", "allow", "none", "none"),
+            close_line("127.0.0.1", helo_text, commands=1, refused=0),
+        ], c)
+        # the exact escaped form on the wire of syslog
+        self.assertIn(r'helo="odd\"name\\x=y\xc3\xa9\x01z"', lines[-1].raw, self.diag(c))
+        self.assertIn(r'verb="X\xc3\xa9Y"', lines[1].raw, self.diag(c))
+
+    def test_99_milter_survived(self):
+        """After all sessions and reloads the milter is still running."""
+        self.assertTrue(ENV.milter.running(), self.diag())
+
+
+_postfix_version = None
+
+
+def postfix_version():
+    """mail_version of the installed Postfix (e.g. 3.7.11)."""
+    global _postfix_version
+    if _postfix_version is None:
+        import subprocess
+        postconf = h.find_program("postconf")
+        out = subprocess.run([postconf, "-dh", "mail_version"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, check=True).stdout
+        _postfix_version = out.decode().strip()
+    return _postfix_version
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
