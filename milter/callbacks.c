@@ -11,6 +11,7 @@
 #include "audit.h"
 #include "banner.h"
 #include "cmdline.h"
+#include "events.h"
 #include "log.h"
 #include "netmatch.h"
 #include "policy.h"
@@ -148,47 +149,21 @@ static sfsistat on_unknown(SMFICTX *ctx, const char *line)
 	policy_decide(s->policy, &q, &v);
 	s->commands++;
 
-	char reply[REPLY_LINE_MAX + 1] = "none";
-	const char *verb = v.command ? v.command->verb : NULL;
-	if (v.reply != NULL && reply_render(v.reply, verb, reply, sizeof reply) < 0)
-		strcpy(reply, "none"); /* cannot happen: the loader checked the length */
 	if (action_refuses(v.action)) {
 		s->refused++;
 		count_reply(s, v.reply->code);
 	}
-
-	struct audit_line l;
-	audit_start(&l, queue_id(ctx, s));
-	audit_put(&l, "event", "command");
-	audit_put(&l, "door", "milter");
-	audit_put(&l, "session", s->id);
-	if (verb != NULL)
-		audit_put(&l, "verb", verb);
-	else
-		audit_putn(&l, "verb", cmd.verb, cmd.verb_len);
-	/* The argument of a verb not under policy may be a password (AUTH PLAIN). */
-	if (verb != NULL && cmd.arg_len > 0)
-		audit_putn(&l, "arg", cmd.arg, cmd.arg_len);
-	audit_put(&l, "client", s->client);
-	switch (v.source) {
-	case SOURCE_DEFAULT: audit_put(&l, "rule", "default"); break;
-	case SOURCE_COMMAND: audit_put(&l, "rule", "command"); break;
-	case SOURCE_LIMIT: audit_put(&l, "rule", "limit"); break;
-	case SOURCE_RULE: audit_putu(&l, "rule", v.rule); break;
-	}
-	audit_put(&l, "action", action_name(v.action));
-	audit_put(&l, "reply", reply);
-	audit_put(&l, "class", v.reply ? reply_class_name(v.reply->code) : "none");
-	if (!v.enforced)
-		audit_put(&l, "mode", "audit");
-	audit_emit(&l);
+	event_command(&(struct command_event){
+		.queue_id = queue_id(ctx, s), .door = "milter", .session = s->id,
+		.cmd = &cmd, .client = s->client, .verdict = &v,
+	});
 
 	if (!v.enforced || !action_refuses(v.action))
 		return SMFIS_CONTINUE; /* never ACCEPT or DISCARD here: MTA-FACTS §2 */
 
 	char code[4], text[REPLY_LINE_MAX + 1];
 	snprintf(code, sizeof code, "%d", v.reply->code);
-	if (reply_render_milter_text(v.reply, verb, text, sizeof text) < 0 ||
+	if (reply_render_milter_text(v.reply, v.command->verb, text, sizeof text) < 0 ||
 	    smfi_setreply(ctx, code, (char *)v.reply->status, text) != MI_SUCCESS)
 		log_msg(LOG_ERR, "session %s: the MTA will send its default refusal: reply not accepted by libmilter",
 			s->id);
