@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "audit.h"
 #include "banner.h"
@@ -15,6 +16,7 @@
 #include "log.h"
 #include "netmatch.h"
 #include "policy.h"
+#include "probes.h"
 #include "running.h"
 
 /* Macros the audit lines use on top of those the banner template names. */
@@ -146,7 +148,7 @@ static sfsistat on_unknown(SMFICTX *ctx, const char *line)
 		.refused = s->refused,
 	};
 	struct verdict v;
-	policy_decide(s->policy, &q, &v);
+	probes_decide(running_probe_table(), s->policy, &q, time(NULL), &v);
 	s->commands++;
 
 	if (action_refuses(v.action)) {

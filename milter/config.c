@@ -1,5 +1,6 @@
 #include "config.h"
 #include "banner.h"
+#include "sockspec.h"
 
 #include <errno.h>
 #include <libconfig.h>
@@ -11,20 +12,20 @@
 #include <syslog.h>
 
 const char *const config_known_settings[] = {
-	"socket", "socket_mode", "mode", "syslog_facility", "banner",
+	"socket", "socket_mode", "policy_socket", "mode", "syslog_facility", "banner",
 	"reply", "reply.code", "reply.status", "reply.text",
 	"commands", "commands.VERB.action", "commands.VERB.reply",
 	"rules", "rules.clients", "rules.commands", "rules.users", "rules.action", "rules.reply",
-	"limits", "limits.probes", "limits.action", "limits.reply",
+	"limits", "limits.probes", "limits.window", "limits.action", "limits.reply",
 	NULL,
 };
 
-static const char *const TOP_KEYS[] = { "socket", "socket_mode", "mode", "syslog_facility",
+static const char *const TOP_KEYS[] = { "socket", "socket_mode", "policy_socket", "mode", "syslog_facility",
 	"banner", "reply", "commands", "rules", "limits", NULL };
 static const char *const REPLY_KEYS[] = { "code", "status", "text", NULL };
 static const char *const COMMAND_KEYS[] = { "action", "reply", NULL };
 static const char *const RULE_KEYS[] = { "clients", "commands", "users", "action", "reply", NULL };
-static const char *const LIMIT_KEYS[] = { "probes", "action", "reply", NULL };
+static const char *const LIMIT_KEYS[] = { "probes", "window", "action", "reply", NULL };
 
 /* Loading state: the policy being built and where errors go. */
 struct loader {
@@ -219,6 +220,17 @@ static int parse_top(struct loader *ld, const config_setting_t *root)
 			return fail(ld, config_setting_get_member(root, "socket_mode"),
 				    "socket_mode: \"%s\" is not an octal mode like \"0660\"", s);
 		p->socket_mode = (unsigned)m;
+	}
+
+	s = NULL;
+	if (get_string(ld, root, "policy_socket", "policy_socket", &s) < 0)
+		return -1;
+	if (s != NULL) {
+		const char *why = door_socket_problem(s);
+		if (why != NULL)
+			return fail(ld, config_setting_get_member(root, "policy_socket"), "policy_socket: \"%s\": %s", s, why);
+		if (replace_string(ld, &p->policy_socket, s) < 0)
+			return -1;
 	}
 
 	s = NULL;
@@ -476,6 +488,15 @@ static int parse_limits(struct loader *ld, const config_setting_t *root)
 		if (probes < 0 || probes > 1000000)
 			return fail(ld, s, "limits.probes: %d is out of range (0 = no limit)", probes);
 		p->probes = (unsigned)probes;
+	}
+	s = config_setting_get_member(g, "window");
+	if (s != NULL) {
+		if (want_type(ld, s, "limits.window", CONFIG_TYPE_INT, "an integer (seconds)") < 0)
+			return -1;
+		int window = config_setting_get_int(s);
+		if (window < 0 || window > 7 * 86400)
+			return fail(ld, s, "limits.window: %d is out of range (0 = per session, at most 604800 s)", window);
+		p->window = (unsigned)window;
 	}
 	if (parse_action(ld, g, "limits", false, &p->limit_action) < 0)
 		return -1;

@@ -20,7 +20,9 @@
 
 #include "callbacks.h"
 #include "config.h"
+#include "doorserver.h"
 #include "log.h"
+#include "policydoor.h"
 #include "running.h"
 
 #ifndef SYSCONFDIR
@@ -234,6 +236,10 @@ int main(int argc, char **argv)
 	}
 	if (open_socket(spec, policy->socket_mode, opt.user ? &id : NULL) < 0)
 		return EX_OSERR;
+	if (policy->policy_socket != NULL &&
+	    doorserver_listen(policy->policy_socket, &policy_door, policy->socket_mode,
+			      opt.user ? id.uid : (uid_t)-1, opt.user ? id.gid : (gid_t)-1) < 0)
+		return EX_OSERR;
 	if (!opt.foreground && daemonize() < 0) {
 		fprintf(stderr, "milter-cmdgate: cannot become a daemon: %s\n", strerror(errno));
 		return EX_OSERR;
@@ -252,7 +258,13 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "cannot start the reload thread");
 		return EX_OSERR;
 	}
+	if (doorserver_start() < 0) {
+		log_msg(LOG_ERR, "cannot start the door server thread");
+		return EX_OSERR;
+	}
 	log_msg(LOG_INFO, "listening on %s with policy %s", spec, opt.config);
+	if (policy->policy_socket != NULL)
+		log_msg(LOG_INFO, "policy door listening on %s", policy->policy_socket);
 
 	int rc = smfi_main();
 	const char *path = socket_path(spec);

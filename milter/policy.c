@@ -179,6 +179,7 @@ void policy_free(struct policy *p)
 		return;
 	free(p->file);
 	free(p->socket);
+	free(p->policy_socket);
 	free(p->banner);
 	free(p->reject_reply.text);
 	free(p->tempfail_reply.text);

@@ -53,6 +53,7 @@ struct policy {
 	char *file;
 	char *socket;
 	unsigned socket_mode;
+	char *policy_socket;       /* Postfix policy-delegation door; NULL: closed */
 	enum policy_mode mode;
 	int syslog_facility;
 	char *banner;
@@ -69,7 +70,8 @@ struct policy {
 	unsigned *open_rules;      /* indices of the rules without clients, ascending */
 	size_t nopen_rules;
 
-	unsigned probes;           /* refused commands per session; 0 = no limit */
+	unsigned probes;           /* refused commands before the limit; 0 = no limit */
+	unsigned window;           /* seconds a client's refusals count across sessions and doors; 0 = per session */
 	enum action limit_action;
 	struct reply_spec *limit_reply;  /* NULL: limit_default */
 	struct reply_spec limit_default; /* the action's code, a text about the limit */

@@ -11,9 +11,17 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct policy *current;
+static struct probe_table *probe_table;
+
+struct probe_table *running_probe_table(void)
+{
+	return probe_table;
+}
 
 void running_install(struct policy *p)
 {
+	if (probe_table == NULL)
+		probe_table = probe_table_new(); /* NULL on ENOMEM: counting stays per session */
 	p->refs = 1;
 	pthread_mutex_lock(&lock);
 	struct policy *old = current;
@@ -61,6 +69,11 @@ int running_reload(void)
 	if (strcmp(fresh->socket, old->socket) != 0)
 		log_msg(LOG_WARNING, "socket changed to %s in %s: takes effect at restart",
 			fresh->socket, fresh->file);
+	const char *was = old->policy_socket ? old->policy_socket : "none";
+	const char *now = fresh->policy_socket ? fresh->policy_socket : "none";
+	if (strcmp(was, now) != 0)
+		log_msg(LOG_WARNING, "policy_socket changed to %s in %s: takes effect at restart",
+			now, fresh->file);
 	if (fresh->syslog_facility != old->syslog_facility)
 		log_set_facility(fresh->syslog_facility);
 	running_install(fresh);

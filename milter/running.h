@@ -7,6 +7,7 @@
 #define CMDGATE_RUNNING_H
 
 #include "policy.h"
+#include "probes.h"
 
 /* Installs the first policy (already loaded and checked). */
 void running_install(struct policy *p);
@@ -24,6 +25,9 @@ int running_reload(void);
  * smfi_main().
  */
 int running_start_reload_thread(void);
+
+/* The probe counts shared by every door (see probes.h); never NULL once installed. */
+struct probe_table *running_probe_table(void);
 
 /* Drops the running policy at exit. */
 void running_clear(void);

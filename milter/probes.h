@@ -1,0 +1,42 @@
+/*
+ * probes: counts refused commands per client address across every door and
+ * session, within a time window (limits.window), so a client probing EXPN
+ * through the milter and VRFY through the policy door is one prober.
+ * Bounded memory: a fixed table of PROBE_SLOTS entries in small buckets;
+ * a full bucket forgets its stalest client.  One mutex, held only for a
+ * few memory operations, never across I/O.
+ */
+#ifndef CMDGATE_PROBES_H
+#define CMDGATE_PROBES_H
+
+#include <time.h>
+
+#include "netmatch.h"
+#include "policy.h"
+
+#define PROBE_BUCKET 8
+#define PROBE_SLOTS (4096 * PROBE_BUCKET)
+
+struct probe_table;
+
+struct probe_table *probe_table_new(void);
+void probe_table_free(struct probe_table *t);
+
+/* Refusals recorded for addr within the last `window` seconds. */
+unsigned probe_table_count(struct probe_table *t, const struct netaddr *addr,
+			   time_t now, unsigned window);
+
+/* Records one refusal for addr; returns the count within the window. */
+unsigned probe_table_add(struct probe_table *t, const struct netaddr *addr,
+			 time_t now, unsigned window);
+
+/*
+ * The question every door asks: decides q under p, where the refusals seen
+ * so far are the larger of q->refused (this session's) and the client's
+ * count in the shared table; a refusal is recorded there.  t may be NULL
+ * and is not used when the policy's window is 0.
+ */
+void probes_decide(struct probe_table *t, const struct policy *p, struct question *q,
+		   time_t now, struct verdict *v);
+
+#endif
