@@ -58,11 +58,13 @@ ssize_t policy_request_parse(const char *in, size_t len, struct policy_request *
 
 	r->request = r->protocol_state = r->client_address = r->client_name = NULL;
 	r->sasl_username = r->recipient = r->etrn_domain = r->queue_id = NULL;
-	memcpy(r->text, in, end);
-	r->text[end] = '\0';
+	/* The attribute lines, each ending in '\n', without the empty line. */
+	size_t body = line_start;
+	memcpy(r->text, in, body);
+	r->text[body] = '\0';
 
-	for (char *line = r->text; line < r->text + end;) {
-		char *nl = memchr(line, '\n', (size_t)(r->text + end - line));
+	for (char *line = r->text; line < r->text + body;) {
+		char *nl = memchr(line, '\n', (size_t)(r->text + body - line));
 		*nl = '\0';
 		if (nl > line && nl[-1] == '\r')
 			nl[-1] = '\0';

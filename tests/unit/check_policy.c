@@ -59,6 +59,8 @@ START_TEST(shipped_policy_loads)
 	ck_assert_int_eq(p->mode, MODE_ENFORCE);
 	ck_assert_str_eq(p->socket, "unix:/run/milter-cmdgate/milter.sock");
 	ck_assert_uint_eq(p->socket_mode, 0660);
+	ck_assert_uint_eq(p->window, 600);
+	ck_assert_str_eq(p->policy_socket, "inet:10031@127.0.0.1");
 	policy_free(p);
 }
 END_TEST
@@ -166,6 +168,11 @@ END_TEST
 
 START_TEST(limit_errors)
 {
+	assert_error("limits = { window = -5; };\n", 1,
+		     "limits.window: -5 is out of range (0 = per session, at most 604800 s)");
+	assert_error("limits = { window = \"10m\"; };\n", 1, "limits.window: expected an integer (seconds)");
+	assert_error("policy_socket = \"inet:10031\";\n", 1,
+		     "policy_socket: \"inet:10031\": give the address to listen on, e.g. inet:10031@127.0.0.1");
 	assert_error("limits = { probes = -1; };\n", 1, "limits.probes: -1 is out of range (0 = no limit)");
 	assert_error("limits = { action = \"allow\"; };\n", 1,
 		     "limits.action: must refuse (reject, tempfail, disconnect)");
