@@ -12,7 +12,7 @@
 #include <syslog.h>
 
 const char *const config_known_settings[] = {
-	"socket", "socket_mode", "policy_socket", "mode", "syslog_facility", "banner",
+	"socket", "socket_mode", "policy_socket", "socketmap_socket", "mode", "syslog_facility", "banner",
 	"reply", "reply.code", "reply.status", "reply.text",
 	"commands", "commands.VERB.action", "commands.VERB.reply",
 	"rules", "rules.clients", "rules.commands", "rules.users", "rules.action", "rules.reply",
@@ -20,7 +20,8 @@ const char *const config_known_settings[] = {
 	NULL,
 };
 
-static const char *const TOP_KEYS[] = { "socket", "socket_mode", "policy_socket", "mode", "syslog_facility",
+static const char *const TOP_KEYS[] = { "socket", "socket_mode", "policy_socket", "socketmap_socket",
+	"mode", "syslog_facility",
 	"banner", "reply", "commands", "rules", "limits", NULL };
 static const char *const REPLY_KEYS[] = { "code", "status", "text", NULL };
 static const char *const COMMAND_KEYS[] = { "action", "reply", NULL };
@@ -195,6 +196,21 @@ static int parse_reply(struct loader *ld, const config_setting_t *parent, const 
 	return 0;
 }
 
+/* An optional door socket: unix:/path, inet:PORT@ADDR or inet6:PORT@[ADDR]. */
+static int parse_door_socket(struct loader *ld, const config_setting_t *root, const char *name,
+			     char **slot)
+{
+	const char *s = NULL;
+	if (get_string(ld, root, name, name, &s) < 0)
+		return -1;
+	if (s == NULL)
+		return 0;
+	const char *why = door_socket_problem(s);
+	if (why != NULL)
+		return fail(ld, config_setting_get_member(root, name), "%s: \"%s\": %s", name, s, why);
+	return replace_string(ld, slot, s);
+}
+
 static int parse_top(struct loader *ld, const config_setting_t *root)
 {
 	struct policy *p = ld->policy;
@@ -222,16 +238,9 @@ static int parse_top(struct loader *ld, const config_setting_t *root)
 		p->socket_mode = (unsigned)m;
 	}
 
-	s = NULL;
-	if (get_string(ld, root, "policy_socket", "policy_socket", &s) < 0)
+	if (parse_door_socket(ld, root, "policy_socket", &p->policy_socket) < 0 ||
+	    parse_door_socket(ld, root, "socketmap_socket", &p->socketmap_socket) < 0)
 		return -1;
-	if (s != NULL) {
-		const char *why = door_socket_problem(s);
-		if (why != NULL)
-			return fail(ld, config_setting_get_member(root, "policy_socket"), "policy_socket: \"%s\": %s", s, why);
-		if (replace_string(ld, &p->policy_socket, s) < 0)
-			return -1;
-	}
 
 	s = NULL;
 	if (get_string(ld, root, "mode", "mode", &s) < 0)

@@ -23,6 +23,7 @@
 #include "doorserver.h"
 #include "log.h"
 #include "policydoor.h"
+#include "socketmapdoor.h"
 #include "running.h"
 
 #ifndef SYSCONFDIR
@@ -236,9 +237,12 @@ int main(int argc, char **argv)
 	}
 	if (open_socket(spec, policy->socket_mode, opt.user ? &id : NULL) < 0)
 		return EX_OSERR;
-	if (policy->policy_socket != NULL &&
-	    doorserver_listen(policy->policy_socket, &policy_door, policy->socket_mode,
-			      opt.user ? id.uid : (uid_t)-1, opt.user ? id.gid : (gid_t)-1) < 0)
+	uid_t uid = opt.user ? id.uid : (uid_t)-1;
+	gid_t gid = opt.user ? id.gid : (gid_t)-1;
+	if ((policy->policy_socket != NULL &&
+	     doorserver_listen(policy->policy_socket, &policy_door, policy->socket_mode, uid, gid) < 0) ||
+	    (policy->socketmap_socket != NULL &&
+	     doorserver_listen(policy->socketmap_socket, &socketmap_door, policy->socket_mode, uid, gid) < 0))
 		return EX_OSERR;
 	if (!opt.foreground && daemonize() < 0) {
 		fprintf(stderr, "milter-cmdgate: cannot become a daemon: %s\n", strerror(errno));
@@ -265,6 +269,8 @@ int main(int argc, char **argv)
 	log_msg(LOG_INFO, "listening on %s with policy %s", spec, opt.config);
 	if (policy->policy_socket != NULL)
 		log_msg(LOG_INFO, "policy door listening on %s", policy->policy_socket);
+	if (policy->socketmap_socket != NULL)
+		log_msg(LOG_INFO, "socketmap door listening on %s", policy->socketmap_socket);
 
 	int rc = smfi_main();
 	const char *path = socket_path(spec);

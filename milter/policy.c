@@ -180,6 +180,7 @@ void policy_free(struct policy *p)
 	free(p->file);
 	free(p->socket);
 	free(p->policy_socket);
+	free(p->socketmap_socket);
 	free(p->banner);
 	free(p->reject_reply.text);
 	free(p->tempfail_reply.text);

@@ -54,6 +54,7 @@ struct policy {
 	char *socket;
 	unsigned socket_mode;
 	char *policy_socket;       /* Postfix policy-delegation door; NULL: closed */
+	char *socketmap_socket;    /* Sendmail socketmap door; NULL: closed */
 	enum policy_mode mode;
 	int syslog_facility;
 	char *banner;

@@ -52,6 +52,15 @@ void running_release(struct policy *p)
 		policy_free(p);
 }
 
+/* Sockets are opened once, as root: a new one needs a restart. */
+static void warn_if_changed(const char *name, const char *was, const char *now, const char *file)
+{
+	was = was ? was : "none";
+	now = now ? now : "none";
+	if (strcmp(was, now) != 0)
+		log_msg(LOG_WARNING, "%s changed to %s in %s: takes effect at restart", name, now, file);
+}
+
 int running_reload(void)
 {
 	struct policy *old = running_acquire();
@@ -66,14 +75,9 @@ int running_reload(void)
 		running_release(old);
 		return -1;
 	}
-	if (strcmp(fresh->socket, old->socket) != 0)
-		log_msg(LOG_WARNING, "socket changed to %s in %s: takes effect at restart",
-			fresh->socket, fresh->file);
-	const char *was = old->policy_socket ? old->policy_socket : "none";
-	const char *now = fresh->policy_socket ? fresh->policy_socket : "none";
-	if (strcmp(was, now) != 0)
-		log_msg(LOG_WARNING, "policy_socket changed to %s in %s: takes effect at restart",
-			now, fresh->file);
+	warn_if_changed("socket", old->socket, fresh->socket, fresh->file);
+	warn_if_changed("policy_socket", old->policy_socket, fresh->policy_socket, fresh->file);
+	warn_if_changed("socketmap_socket", old->socketmap_socket, fresh->socketmap_socket, fresh->file);
 	if (fresh->syslog_facility != old->syslog_facility)
 		log_set_facility(fresh->syslog_facility);
 	running_install(fresh);

@@ -6,6 +6,7 @@
 
 #include "policyproto.h"
 #include "probes.h"
+#include "socketmapproto.h"
 #include "sockspec.h"
 
 static struct policy_request req;
@@ -219,6 +220,76 @@ START_TEST(socket_specs)
 }
 END_TEST
 
+static ssize_t netstring(const char *text, const char **data, size_t *n, const char **why)
+{
+	*why = NULL;
+	return netstring_parse(text, strlen(text), data, n, why);
+}
+
+START_TEST(netstrings)
+{
+	const char *data, *why;
+	size_t n;
+	ck_assert_int_eq(netstring("27:cmdgate vrfy/127.0.0.1/root,", &data, &n, &why), 31);
+	ck_assert_uint_eq(n, 27);
+	ck_assert(strncmp(data, "cmdgate vrfy/127.0.0.1/root", n) == 0);
+	ck_assert_int_eq(netstring("0:,", &data, &n, &why), 3);
+	ck_assert_uint_eq(n, 0);
+	/* Incomplete: wait. */
+	ck_assert_int_eq(netstring("", &data, &n, &why), 0);
+	ck_assert_int_eq(netstring("27", &data, &n, &why), 0);
+	ck_assert_int_eq(netstring("27:cmdgate", &data, &n, &why), 0);
+	/* Broken. */
+	ck_assert_int_eq(netstring(":x,", &data, &n, &why), -1);
+	ck_assert_str_eq(why, "not a netstring");
+	ck_assert_int_eq(netstring("x:x,", &data, &n, &why), -1);
+	ck_assert_int_eq(netstring("01:x,", &data, &n, &why), -1);
+	ck_assert_str_eq(why, "bad netstring length");
+	ck_assert_int_eq(netstring("123456:x", &data, &n, &why), -1);
+	ck_assert_str_eq(why, "bad netstring length");
+	ck_assert_int_eq(netstring("4097:x", &data, &n, &why), -1);
+	ck_assert_str_eq(why, "request longer than 4096 bytes");
+	ck_assert_int_eq(netstring("1:ab", &data, &n, &why), -1);
+	ck_assert_str_eq(why, "netstring does not end with ','");
+	char out[16];
+	ck_assert_int_eq(netstring_write(out, sizeof out, "NOTFOUND ", 9), 12);
+	ck_assert_str_eq(out, "9:NOTFOUND ,");
+	ck_assert_int_eq(netstring_write(out, 12, "NOTFOUND ", 9), -1);
+}
+END_TEST
+
+static void assert_query(const char *text, const char *verb, const char *client, const char *arg)
+{
+	struct socketmap_query q;
+	const char *why = NULL;
+	ck_assert_int_eq(socketmap_query_parse(text, strlen(text), &q, &why), 0);
+	ck_assert_uint_eq(q.verb_len, strlen(verb));
+	ck_assert(strncmp(q.verb, verb, q.verb_len) == 0);
+	ck_assert_uint_eq(q.client_len, strlen(client));
+	ck_assert(strncmp(q.client, client, q.client_len) == 0);
+	ck_assert_uint_eq(q.arg_len, strlen(arg));
+	ck_assert(strncmp(q.arg, arg, q.arg_len) == 0);
+}
+
+START_TEST(socketmap_keys)
+{
+	assert_query("cmdgate vrfy/192.0.2.7/root", "vrfy", "192.0.2.7", "root");
+	assert_query("cmdgate expn/ipv6:2001:db8::7/staff-list", "expn", "ipv6:2001:db8::7", "staff-list");
+	assert_query("cmdgate vrfy/0/a/b c", "vrfy", "0", "a/b c");
+	assert_query("cmdgate vrfy//", "vrfy", "", "");
+	struct socketmap_query q;
+	const char *why;
+	ck_assert_int_eq(socketmap_query_parse("other vrfy/1/2", 14, &q, &why), -1);
+	ck_assert_str_eq(why, "unknown map name (expected \"cmdgate KEY\")");
+	ck_assert_int_eq(socketmap_query_parse("cmdgate", 7, &q, &why), -1);
+	ck_assert_int_eq(socketmap_query_parse("cmdgate vrfy/1", 14, &q, &why), -1);
+	ck_assert_str_eq(why, "key is not verb/client/argument");
+	ck_assert_int_eq(socketmap_query_parse("cmdgate /1/x", 12, &q, &why), -1);
+	ck_assert_int_eq(socketmap_query_parse("cmdgate vrfy/1/a\0b", 18, &q, &why), -1);
+	ck_assert_str_eq(why, "NUL byte in key");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("doors");
@@ -235,6 +306,10 @@ int main(void)
 	tcase_add_test(probes, table_is_bounded);
 	tcase_add_test(probes, decide_shares_counts_between_doors);
 	suite_add_tcase(s, probes);
+	TCase *socketmap = tcase_create("socketmap");
+	tcase_add_test(socketmap, netstrings);
+	tcase_add_test(socketmap, socketmap_keys);
+	suite_add_tcase(s, socketmap);
 	TCase *sockets = tcase_create("sockets");
 	tcase_add_test(sockets, socket_specs);
 	suite_add_tcase(s, sockets);
