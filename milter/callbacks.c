@@ -67,16 +67,16 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 			     unsigned long f2, unsigned long f3, unsigned long *pf0,
 			     unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
+	(void)f0;
 	(void)f2;
 	(void)f3;
-	/* Only connect, HELO, unknown commands and close are of use. */
+	/* Only connect, HELO, unknown commands and close are of use: skip the rest. */
 	unsigned long skip = SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NOBODY | SMFIP_NOHDRS |
 			     SMFIP_NOEOH | SMFIP_NODATA;
-	*pf0 = 0;
-	*pf1 = skip & f1;
+	*pf0 = 0;          /* no message modifications */
+	*pf1 = skip & f1;  /* only what the MTA offers */
 	*pf2 = 0;
 	*pf3 = 0;
-	(void)f0;
 
 	char names[512] = CONNECT_MACROS;
 	struct policy *p = running_acquire();

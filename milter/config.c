@@ -49,10 +49,23 @@ static int fail(struct loader *ld, const config_setting_t *where, const char *fm
 	return -1;
 }
 
+/*
+ * Names a setting inside parent for messages: "reply.code", and after a
+ * rule "rule 2: reply.code", the way the other rule messages read.
+ */
+static const char *setting_path(char *buf, size_t size, const char *parent, const char *name)
+{
+	const char *sep = *parent == '\0' ? "" : strncmp(parent, "rule ", 5) == 0 &&
+			  strchr(parent, ':') == NULL ? ": " : ".";
+	snprintf(buf, size, "%s%s%s", parent, sep, name);
+	return buf;
+}
+
 /* Rejects members of a group that the loader does not know. */
 static int check_keys(struct loader *ld, const config_setting_t *group,
 		      const char *path, const char *const *known)
 {
+	char full[160];
 	for (int i = 0; i < config_setting_length(group); i++) {
 		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
 		const char *name = config_setting_name(s);
@@ -60,7 +73,7 @@ static int check_keys(struct loader *ld, const config_setting_t *group,
 		while (*k && strcmp(*k, name) != 0)
 			k++;
 		if (*k == NULL)
-			return fail(ld, s, "%s%s%s: unknown setting", path, *path ? "." : "", name);
+			return fail(ld, s, "%s: unknown setting", setting_path(full, sizeof full, path, name));
 	}
 	return 0;
 }
@@ -99,11 +112,11 @@ static int replace_string(struct loader *ld, char **slot, const char *value)
 static int parse_action(struct loader *ld, const config_setting_t *group, const char *path,
 			bool required, enum action *out)
 {
+	char apath[160];
+	setting_path(apath, sizeof apath, path, "action");
 	const config_setting_t *s = config_setting_get_member(group, "action");
 	if (s == NULL)
-		return required ? fail(ld, group, "%s.action: missing", path) : 0;
-	char apath[160];
-	snprintf(apath, sizeof apath, "%s.action", path);
+		return required ? fail(ld, group, "%s: missing", apath) : 0;
 	if (want_type(ld, s, apath, CONFIG_TYPE_STRING, "a string") < 0)
 		return -1;
 	int a = action_from_name(config_setting_get_string(s));
@@ -154,7 +167,7 @@ static int parse_reply(struct loader *ld, const config_setting_t *parent, const 
 	if (g == NULL)
 		return 0;
 	char rpath[160];
-	snprintf(rpath, sizeof rpath, "%s%sreply", path, *path ? "." : "");
+	setting_path(rpath, sizeof rpath, path, "reply");
 	if (want_type(ld, g, rpath, CONFIG_TYPE_GROUP, "a group { code = ...; status = ...; text = ...; }") < 0 ||
 	    check_keys(ld, g, rpath, REPLY_KEYS) < 0)
 		return -1;

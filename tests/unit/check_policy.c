@@ -160,7 +160,11 @@ START_TEST(rule_errors)
 	snprintf(text, sizeof text, "%srules = ( { clients = \"10.0.0.0/8\"; action = \"allow\"; } );\n", BASE);
 	assert_error(text, 3, "rule 1: clients: expected a list of strings [ \"...\", ... ]");
 	snprintf(text, sizeof text, "%srules = ( { action = \"allow\"; when = \"now\"; } );\n", BASE);
-	assert_error(text, 3, "rule 1.when: unknown setting");
+	assert_error(text, 3, "rule 1: when: unknown setting");
+	snprintf(text, sizeof text, "%srules = ( { action = \"reject\"; reply = { code = 450; }; } );\n", BASE);
+	assert_error(text, 3, "rule 1: reply.code: 450 is not a 5xx code, as action reject needs");
+	snprintf(text, sizeof text, "%srules = ( { clients = [ \"::1\" ]; } );\n", BASE);
+	assert_error(text, 3, "rule 1: action: missing");
 	snprintf(text, sizeof text, "%srules = { };\n", BASE);
 	assert_error(text, 3, "rules: expected a list ( { ... }, { ... } )");
 }
