@@ -12,9 +12,12 @@
 #include "probes.h"
 #include "running.h"
 
+/* "OK " and a quoted reply whose every byte may be escaped. */
+#define ANSWER_MAX (3 + 2 * REPLY_LINE_MAX + 3)
+
 static int answer(struct outbuf *out, const char *text)
 {
-	char line[REPLY_LINE_MAX + 32];
+	char line[ANSWER_MAX + 16];
 	int n = netstring_write(line, sizeof line, text, strlen(text));
 	return n < 0 ? -1 : outbuf_add(out, line, (size_t)n);
 }
@@ -58,10 +61,9 @@ int socketmap_door_answer(const struct socketmap_query *q, struct outbuf *out)
 		rc = answer(out, "NOTFOUND ");
 	} else {
 		/* Quoted, so that Sendmail keeps the text as it is. */
-		char reply[REPLY_LINE_MAX + 1], value[REPLY_LINE_MAX + 8];
+		char reply[REPLY_LINE_MAX + 1], value[ANSWER_MAX + 1] = "OK ";
 		reply_render(v.reply, v.command->verb, reply, sizeof reply);
-		snprintf(value, sizeof value, "OK \"%s\"", reply);
-		rc = answer(out, value);
+		rc = socketmap_quote(reply, value + 3, sizeof value - 3) < 0 ? -1 : answer(out, value);
 	}
 	running_release(p);
 	return rc;

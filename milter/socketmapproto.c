@@ -1,5 +1,6 @@
 #include "socketmapproto.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,6 +46,25 @@ int netstring_write(char *out, size_t size, const char *s, size_t n)
 	out[head + (int)n] = ',';
 	out[head + (int)n + 1] = '\0';
 	return head + (int)n + 1;
+}
+
+int socketmap_quote(const char *s, char *out, size_t size)
+{
+	size_t n = 0;
+	if (size < 3)
+		return -1;
+	out[n++] = '"';
+	for (; *s != '\0'; s++) {
+		bool escape = *s == '"' || *s == '\\';
+		if (n + escape + 1 + 2 > size) /* this byte, closing '"' and NUL */
+			return -1;
+		if (escape)
+			out[n++] = '\\';
+		out[n++] = *s;
+	}
+	out[n++] = '"';
+	out[n] = '\0';
+	return (int)n;
 }
 
 int socketmap_query_parse(const char *data, size_t len, struct socketmap_query *q,

@@ -24,6 +24,13 @@ ssize_t netstring_parse(const char *in, size_t len, const char **data, size_t *d
 /* Writes s[0..n) as a netstring into out; returns its length or -1 if it does not fit. */
 int netstring_write(char *out, size_t size, const char *s, size_t n);
 
+/*
+ * Writes s as a double-quoted Sendmail token: '"' and '\\' get a backslash,
+ * so that the ruleset hands the text back exactly (MTA-FACTS §8: unquoted,
+ * Sendmail re-tokenises it).  Returns the length or -1 if it does not fit.
+ */
+int socketmap_quote(const char *s, char *out, size_t size);
+
 struct socketmap_query {
 	const char *verb, *client, *arg; /* pointers into the request */
 	size_t verb_len, client_len, arg_len;

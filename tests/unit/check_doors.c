@@ -290,6 +290,25 @@ START_TEST(socketmap_keys)
 }
 END_TEST
 
+START_TEST(socketmap_values)
+{
+	char out[16];
+	ck_assert_int_eq(socketmap_quote("502 5.5.1 x", out, sizeof out), 13);
+	ck_assert_str_eq(out, "\"502 5.5.1 x\"");
+	/* Sendmail strips one backslash before '"' and '\\' in a quoted token. */
+	ck_assert_int_eq(socketmap_quote("a\"b\\c", out, sizeof out), 9);
+	ck_assert_str_eq(out, "\"a\\\"b\\\\c\"");
+	ck_assert_int_eq(socketmap_quote("", out, sizeof out), 2);
+	ck_assert_str_eq(out, "\"\"");
+	/* Exactly full, one byte short, and an escape that does not fit. */
+	ck_assert_int_eq(socketmap_quote("abcd", out, 7), 6);
+	ck_assert_int_eq(socketmap_quote("abcd", out, 6), -1);
+	ck_assert_int_eq(socketmap_quote("abc\"", out, 7), -1);
+	ck_assert_int_eq(socketmap_quote("abc\"", out, 8), 7);
+	ck_assert_int_eq(socketmap_quote("a", out, 2), -1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("doors");
@@ -309,6 +328,7 @@ int main(void)
 	TCase *socketmap = tcase_create("socketmap");
 	tcase_add_test(socketmap, netstrings);
 	tcase_add_test(socketmap, socketmap_keys);
+	tcase_add_test(socketmap, socketmap_values);
 	suite_add_tcase(s, socketmap);
 	TCase *sockets = tcase_create("sockets");
 	tcase_add_test(sockets, socket_specs);
