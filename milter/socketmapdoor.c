@@ -24,7 +24,12 @@ static int answer(struct outbuf *out, const char *text)
 
 int socketmap_door_answer(const struct socketmap_query *q, struct outbuf *out)
 {
-	/* Sendmail writes an IPv6 client as "IPv6:2001:db8::1" (lower-cased here). */
+	/*
+	 * {client_addr} as Sendmail 8.17 writes it: "127.0.0.1", an IPv6
+	 * client as "IPv6:0:0:0:0:0:0:0:1" (lower-cased by a map without -f),
+	 * and "0" for a session on standard input (sendmail -bs), which has no
+	 * address and is audited as "unknown", as the milter door does.
+	 */
 	char client_raw[64];
 	const char *c = q->client;
 	size_t c_len = q->client_len;

@@ -61,6 +61,7 @@ START_TEST(shipped_policy_loads)
 	ck_assert_uint_eq(p->socket_mode, 0660);
 	ck_assert_uint_eq(p->window, 600);
 	ck_assert_str_eq(p->policy_socket, "inet:10031@127.0.0.1");
+	ck_assert_str_eq(p->socketmap_socket, "inet:10032@127.0.0.1");
 	policy_free(p);
 }
 END_TEST
