@@ -2,7 +2,8 @@
 # Installs what building milter-cmdgate and running its tests need on
 # Debian 12 (run as root).  Postfix is preseeded to "No configuration": the
 # integration tests run their own private Postfix instance and leave the
-# system's /etc/postfix alone.
+# system's /etc/postfix alone.  Sendmail conflicts with Postfix as a package:
+# tests/integration/sendmail.test unpacks its own copy (it needs m4, libwrap0).
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
@@ -10,4 +11,5 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
 	build-essential autoconf automake pkg-config \
 	libmilter-dev libconfig-dev check \
-	postfix rsyslog python3 procps
+	postfix rsyslog python3 procps \
+	m4 libwrap0

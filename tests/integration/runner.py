@@ -1,7 +1,8 @@
 """The runner behind each integration entry point (automake TESTS): one test module.
 
-Exit status: 0 all passed, 1 something failed, 77 skipped (not root, or
-postfix / rsyslogd not installed).  With CMDGATE_REQUIRE_INTEGRATION=1 a
+Exit status: 0 all passed, 1 something failed, 77 skipped (not root,
+postfix / rsyslogd not installed, or what the test module's own
+missing_prerequisites() reports).  With CMDGATE_REQUIRE_INTEGRATION=1 a
 missing prerequisite is a failure (exit 1) instead of a skip.
 The last line printed is "N passed, N failed" (", N skipped" when some were).
 """
@@ -49,7 +50,12 @@ def finish(line, status):
 
 def main(module_name):
     required = os.environ.get("CMDGATE_REQUIRE_INTEGRATION") == "1"
+    import importlib
+    t = importlib.import_module(module_name)
     missing = harness.missing_prerequisites()
+    # a test module may need more (test_sendmail: an unpacked Sendmail)
+    if not missing and hasattr(t, "missing_prerequisites"):
+        missing = t.missing_prerequisites()
     if missing:
         for reason in missing:
             print("%s: %s" % ("FAIL" if required else "SKIP", reason))
@@ -57,9 +63,6 @@ def main(module_name):
             return finish(summary(0, 1, 0), 1)
         print("skipping the integration test (set CMDGATE_REQUIRE_INTEGRATION=1 to fail instead)")
         return 77
-
-    import importlib
-    t = importlib.import_module(module_name)
 
     suite = unittest.defaultTestLoader.loadTestsFromModule(t)
     total = suite.countTestCases()
