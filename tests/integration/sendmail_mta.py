@@ -159,19 +159,27 @@ def fragment_path():
     return os.path.abspath(os.path.join(top, "conf", "sendmail-cmdgate.mc"))
 
 
+def daemon_pid(directory):
+    """The pid in DIRECTORY/sendmail.pid (its first line), or None."""
+    try:
+        with open(os.path.join(directory, "sendmail.pid")) as f:
+            return int(f.readline())
+    except (OSError, ValueError):
+        return None
+
+
 def reap_stale(tmpdir=None):
     """Stop and remove what a killed run left: a Sendmail whose queue is in its directory."""
     tmpdir = tmpdir or tempfile.gettempdir()
     for path in glob.glob(os.path.join(tmpdir, DIR_PREFIX + "*")):
         if h._owner_alive(path) is not False:
             continue
+        pid = daemon_pid(path)
         try:
-            with open(os.path.join(path, "sendmail.pid")) as f:
-                pid = int(f.read().split()[0])
             # The daemon's working directory is its queue directory.
-            if os.readlink("/proc/%d/cwd" % pid).startswith(path + "/"):
+            if pid is not None and os.readlink("/proc/%d/cwd" % pid).startswith(path + "/"):
                 os.killpg(pid, signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
+        except OSError:
             pass
         shutil.rmtree(path, ignore_errors=True)
 
@@ -194,6 +202,7 @@ class SendmailInstance:
         self.dir = None
         self.port = None
         self.proc = None
+        self.script = None
 
     @property
     def pid(self):
@@ -231,17 +240,16 @@ class SendmailInstance:
 
     def _namespace_script(self):
         """Shell script run by unshare: private /etc files and host name, then Sendmail."""
-        lines = ["#!/bin/sh", "set -e"]
+        files = [("hosts", HOSTS), ("resolv.conf", "nameserver 127.0.0.1\n")]
         try:
             with open("/etc/nsswitch.conf") as f:
                 nss = [l for l in f.read().splitlines() if not l.startswith("hosts:")]
+            files.append(("nsswitch.conf", "\n".join(nss + ["hosts: files", ""])))
         except OSError:
-            nss = None
-        for name, text in (("hosts", HOSTS), ("resolv.conf", "nameserver 127.0.0.1\n"),
-                           ("nsswitch.conf", "\n".join((nss or []) + ["hosts: files", ""]))):
+            pass  # glibc's default then; resolv.conf keeps DNS on the loopback
+        lines = ["#!/bin/sh", "set -e"]
+        for name, text in files:
             target = os.path.join("/etc", name)
-            if name == "nsswitch.conf" and nss is None:
-                continue  # glibc's default then; resolv.conf keeps DNS on the loopback
             if os.path.exists(target):
                 lines.append("mount --bind %s %s" % (self._write(name, text), target))
         lines.append("hostname %s" % MTA_HOSTNAME)
@@ -270,7 +278,7 @@ class SendmailInstance:
             finally:
                 out.close()
             # Sendmail writes its pid file once all its sockets listen (getrequests).
-            if not h.wait_until(lambda: self._pid_file() == self.proc.pid
+            if not h.wait_until(lambda: daemon_pid(self.dir) == self.proc.pid
                                 or self.proc.poll() is not None, timeout):
                 raise h.HarnessError("Sendmail does not listen on port %d after %.0f s:\n%s"
                                      % (self.port, timeout, self.output()))
@@ -281,13 +289,6 @@ class SendmailInstance:
             self.stop()
             raise
         return self
-
-    def _pid_file(self):
-        try:
-            with open(os.path.join(self.dir, "sendmail.pid")) as f:
-                return int(f.readline())
-        except (OSError, ValueError):
-            return None
 
     def smtp_on_stdin(self, lines, timeout=20):
         """`sendmail -bs` with the same configuration: an SMTP session on standard

@@ -230,21 +230,24 @@ class SendmailTest(unittest.TestCase):
             self.fail("%r: %s%s" % (command, e, self.diag(client)))
         self.assertEqual(got, expected, "reply to %r%s" % (command, self.diag(client)))
 
-    def audit(self, door, count, client=None):
-        """The daemon's first COUNT door=DOOR audit lines since setUp, as item lists."""
+    def audit(self, door, count, client=None, address=None):
+        """The daemon's door=DOOR audit lines since setUp (at least COUNT), as item
+        lists; only those of client ADDRESS when given."""
         def wanted(r):
-            return (r.pid == ENV.milter.pid and h.is_audit_message(r.msg)
-                    and h.parse_audit(r.msg).get("door") == door)
+            if r.pid != ENV.milter.pid or not h.is_audit_message(r.msg):
+                return False
+            line = h.parse_audit(r.msg)
+            return line.get("door") == door and address in (None, line.get("client"))
         if not h.wait_until(lambda: len(ENV.log.select(wanted, self.mark)) >= count, 5):
             self.fail("expected %d door=%s lines%s" % (count, door, self.diag(client)))
         lines = [h.parse_audit(r.msg) for r in ENV.log.select(wanted, self.mark)]
         self.assertEqual([l.prefix for l in lines], ["NOQUEUE"] * len(lines), self.diag(client))
         return [l.items for l in lines]
 
-    def milter_session(self, client):
-        """The door=milter lines of the one session since setUp, up to its close line."""
+    def milter_session(self, client, address):
+        """The door=milter lines of ADDRESS's one session since setUp, up to its close line."""
         def closed():
-            lines = self.audit("milter", 1, client)
+            lines = self.audit("milter", 1, client, address)
             return lines if lines[-1][0] == ("event", "close") else None
         lines = h.wait_until(closed, 5)
         if not lines:
@@ -270,7 +273,7 @@ class SendmailTest(unittest.TestCase):
         self.assertEqual(self.audit("socketmap", 2, c), [
             refused("VRFY", "Root", "127.0.0.11", VRFY_REFUSED),
             refused("EXPN", "staff-list", "127.0.0.11", EXPN_REFUSED)])
-        self.assertEqual(self.milter_session(c), [
+        self.assertEqual(self.milter_session(c, "127.0.0.11"), [
             self.connect_line(c.transcript[0][1], "127.0.0.11", "[127.0.0.11]"),
             [("event", "close"), ("door", "milter"), ("session", "S"),
              ("client", "127.0.0.11"), ("commands", "0"), ("refused", "0"),
@@ -285,7 +288,7 @@ class SendmailTest(unittest.TestCase):
         self.assertEqual(self.audit("socketmap", 2, c), [
             map_line("VRFY", "root", "127.0.0.2", "1", "allow", "none", "none"),
             map_line("EXPN", "root", "127.0.0.2", "1", "allow", "none", "none")])
-        self.assertEqual(self.milter_session(c)[0],
+        self.assertEqual(self.milter_session(c, "127.0.0.2")[0],
                          self.connect_line(c.transcript[0][1], "127.0.0.2", sm.TRUSTED_NAME))
 
     def test_03_reply_text_kept_verbatim(self):
@@ -343,7 +346,7 @@ class SendmailTest(unittest.TestCase):
                                        "221 2.0.0 %s closing connection" % HOST])
         self.assertEqual(self.audit("socketmap", 1), [
             refused("VRFY", "root", "unknown", VRFY_REFUSED)])
-        lines = self.milter_session(None)
+        lines = self.milter_session(None, "unknown")
         self.assertEqual(lines[0], self.connect_line(replies[0], "unknown", "localhost"))
         self.assertEqual(lines[1], [
             ("event", "command"), ("door", "milter"), ("session", "S"), ("verb", "XFOO"),
@@ -358,7 +361,7 @@ class SendmailTest(unittest.TestCase):
         self.expect(c, "XFOO bar", XFOO_REFUSED)
         self.expect(c, "XBAR secret", '500 5.5.1 Command unrecognized: "XBAR secret"')
         self.expect(c, "QUIT", "221 2.0.0 %s closing connection" % HOST)
-        self.assertEqual(self.milter_session(c), [
+        self.assertEqual(self.milter_session(c, "127.0.0.12"), [
             self.connect_line(c.transcript[0][1], "127.0.0.12", "[127.0.0.12]"),
             [("event", "command"), ("door", "milter"), ("session", "S"), ("verb", "XFOO"),
              ("arg", "bar"), ("client", "127.0.0.12"), ("rule", "command"),
@@ -385,7 +388,7 @@ class SendmailTest(unittest.TestCase):
             refused("VRFY", "a", "127.0.0.14", VRFY_REFUSED),
             refused("EXPN", "b", "127.0.0.14", EXPN_REFUSED),
             map_line("VRFY", "c", "127.0.0.14", "limit", "disconnect", LIMIT_REPLY, "4xx")])
-        lines = self.milter_session(c)
+        lines = self.milter_session(c, "127.0.0.14")
         self.assertEqual(lines[1:], [
             [("event", "command"), ("door", "milter"), ("session", "S"), ("verb", "XFOO"),
              ("client", "127.0.0.14"), ("rule", "command"), ("action", "reject"),
