@@ -14,6 +14,7 @@
 #include "cmdline.h"
 #include "events.h"
 #include "log.h"
+#include "mta.h"
 #include "netmatch.h"
 #include "policy.h"
 #include "probes.h"
@@ -29,6 +30,7 @@ struct session {
 	char client[NETADDR_TEXT_MAX];
 	struct netaddr addr;
 	bool has_addr;
+	struct mta mta;            /* what the MTA does with our replies */
 	char helo[HELO_MAX + 1];
 	char finished_queue_id[32]; /* libmilter keeps "i" after the message ends */
 	unsigned commands, refused;
@@ -107,6 +109,7 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 		netaddr_format(&s->addr, s->client, sizeof s->client);
 	else
 		strcpy(s->client, "unknown");
+	mta_identify(&s->mta, smfi_getsymval(ctx, "v"));
 	smfi_setpriv(ctx, s);
 
 	char banner[512];
@@ -158,6 +161,7 @@ static sfsistat on_unknown(SMFICTX *ctx, const char *line)
 	event_command(&(struct command_event){
 		.queue_id = queue_id(ctx, s), .door = "milter", .session = s->id,
 		.cmd = &cmd, .client = s->client, .verdict = &v,
+		.mta_reply = v.reply ? mta_unknown_reply(&s->mta, v.reply->code) : NULL,
 	});
 
 	if (!v.enforced || !action_refuses(v.action))

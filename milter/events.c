@@ -35,6 +35,8 @@ void event_command(const struct command_event *e)
 	audit_put(&l, "action", action_name(v->action));
 	audit_put(&l, "reply", reply);
 	audit_put(&l, "class", v->reply ? reply_class_name(v->reply->code) : "none");
+	if (e->mta_reply != NULL)
+		audit_put(&l, "mta_reply", e->mta_reply);
 	if (!v->enforced)
 		audit_put(&l, "mode", "audit");
 	audit_emit(&l);

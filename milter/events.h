@@ -16,12 +16,13 @@ struct command_event {
 	const char *client;             /* address text, or "unknown" */
 	const char *user;               /* SASL login, NULL when none */
 	const struct verdict *verdict;
+	const char *mta_reply;          /* what the client read instead, if the MTA replaced it */
 };
 
 /*
  * event=command ... : the verb as the policy names it (as typed, escaped,
  * when not under policy), its argument only when under policy, the rule,
- * action, reply and class.
+ * action, reply and class, then mta_reply when the MTA replaced the reply.
  */
 void event_command(const struct command_event *e);
 
