@@ -83,12 +83,18 @@ def process_running(comm):
     return False
 
 
-def missing_prerequisites():
-    """Reasons (strings) why the integration test cannot run here at all."""
+def missing_prerequisites(root=None):
+    """Reasons (strings) why the integration test cannot run here at all.
+
+    ROOT: the Debian root whose Postfix is under test, else the host's.
+    """
     missing = []
     if os.geteuid() != 0:
         missing.append("not running as root (a private Postfix instance needs root)")
-    if find_program("postfix") is None:
+    if root is not None:
+        if not os.access(os.path.join(root, "usr/sbin/postfix"), os.X_OK):
+            missing.append("no postfix in %s (see tests/integration/trixie-root.sh)" % root)
+    elif find_program("postfix") is None:
         missing.append("postfix is not installed (apt-get install postfix)")
     if find_program("rsyslogd") is None:
         missing.append("rsyslogd is not installed (apt-get install rsyslog)")
@@ -255,15 +261,16 @@ def _owner_alive(directory):
         return None  # not ours, or not yet written
 
 
-def reap_stale(tmpdir=None):
+def reap_stale(tmpdir=None, root=None):
     """Stop and remove what an earlier, killed harness run left behind.
 
     Only directories this harness created (cmdgate-postfix-*, cmdgate-it-*,
     with an owner file naming a process that no longer exists) are touched,
     and only the processes recorded in them: the Postfix master of that
     queue directory, and a milter whose command line names that directory.
+    With ROOT, the Postfix instances left in ROOT/tmp.
     """
-    tmpdir = tmpdir or tempfile.gettempdir()
+    tmpdir = os.path.join(root, "tmp") if root else tmpdir or tempfile.gettempdir()
     try:
         names = os.listdir(tmpdir)
     except OSError:
@@ -276,8 +283,8 @@ def reap_stale(tmpdir=None):
             continue
         if name.startswith("cmdgate-postfix-"):
             inst = PostfixInstance.__new__(PostfixInstance)
-            inst.dir, inst.started = path, False
-            inst.postfix = find_program("postfix")
+            inst.dir, inst.started, inst.root = path, False, root
+            inst.postfix = inst._find_postfix()
             try:
                 inst.stop()
             except Exception:
@@ -323,10 +330,10 @@ scache    unix  -       -       n       -       1       scache
 """
 
 
-def etc_hosts_names_localhost():
+def etc_hosts_names_localhost(path="/etc/hosts"):
     """True if /etc/hosts maps 127.0.0.1 to `localhost` (no DNS needed)."""
     try:
-        with open("/etc/hosts") as f:
+        with open(path) as f:
             for line in f:
                 fields = line.split("#", 1)[0].split()
                 if fields and fields[0] == "127.0.0.1":
@@ -349,21 +356,41 @@ class PostfixInstance:
                  localhost (SMTPClient refuses other sources), or None when
                  /etc/hosts does not name 127.0.0.1 "localhost".
     Accepted mail for cmdgate-test.example / localhost is discarded.
+
+    ROOT: a Debian root with its own postfix package (trixie-root.sh); the
+    instance then lives in ROOT/tmp and runs chrooted there, in a private
+    mount namespace where the host's /dev/log is bound to ROOT/dev/log, so
+    nothing stays mounted on the host.  None: the host's Postfix.
+    MILTER_DEFAULT_ACTION None leaves Postfix's own default.
     """
 
     def __init__(self, milter_port=None, milter_default_action="tempfail",
-                 extra_main=None, ipv6=None):
+                 extra_main=None, ipv6=None, root=None):
         self.milter_port = milter_port
         self.milter_default_action = milter_default_action
         self.extra_main = dict(extra_main or {})
         self.ipv6 = ipv6_loopback_available() if ipv6 is None else ipv6
+        self.root = os.path.abspath(root) if root else None
         self.dir = None
         self.port = None
         self.named_port = None
         self.started = False
-        self.postfix = find_program("postfix")
+        self.postfix = self._find_postfix()
         if self.postfix is None:
-            raise HarnessError("postfix is not installed")
+            raise HarnessError("postfix is not installed%s"
+                               % (" in %s" % self.root if self.root else ""))
+
+    def _find_postfix(self):
+        if self.root is None:
+            return find_program("postfix")
+        ok = os.access(os.path.join(self.root, "usr/sbin/postfix"), os.X_OK)
+        return "/usr/sbin/postfix" if ok else None
+
+    def inside(self, path):
+        """PATH as the (possibly chrooted) Postfix sees it."""
+        if self.root is None:
+            return path
+        return "/" + os.path.relpath(path, self.root)
 
     @property
     def conf_dir(self):
@@ -377,8 +404,8 @@ class PostfixInstance:
         lines = [
             "# private instance written by tests/integration/harness.py",
             "compatibility_level = 3.6",
-            "queue_directory = %s" % self.queue_dir,
-            "data_directory = %s" % os.path.join(self.dir, "data"),
+            "queue_directory = %s" % self.inside(self.queue_dir),
+            "data_directory = %s" % self.inside(os.path.join(self.dir, "data")),
             "myhostname = %s" % MTA_HOSTNAME,
             "mydomain = %s" % MTA_HOSTNAME,
             "myorigin = $myhostname",
@@ -405,8 +432,9 @@ class PostfixInstance:
             "smtpd_soft_error_limit = 100",
             "smtpd_hard_error_limit = 200",
             "milter_connect_macros = j {daemon_name} {daemon_addr} v _ {client_addr} {client_name}",
-            "milter_default_action = %s" % self.milter_default_action,
         ]
+        if self.milter_default_action is not None:
+            lines.append("milter_default_action = %s" % self.milter_default_action)
         if self.milter_port is not None:
             lines.append("smtpd_milters = inet:127.0.0.1:%d" % self.milter_port)
         for key, value in self.extra_main.items():
@@ -422,8 +450,17 @@ class PostfixInstance:
                          % self.named_port)
         return "\n".join(lines) + "\n" + MASTER_SERVICES
 
+    def _command(self, program, *args):
+        if self.root is None:
+            return [program] + list(args)
+        # a mount namespace of its own: the bind of /dev/log vanishes with
+        # the last Postfix process, whatever way the test run ends
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount --bind /dev/log "$1/dev/log" && exec chroot "$@"',
+                "sh", self.root, program] + list(args)
+
     def _run(self, *args, timeout=60):
-        cmd = [self.postfix, "-c", self.conf_dir] + list(args)
+        cmd = self._command(self.postfix, "-c", self.inside(self.conf_dir), *args)
         env = dict(os.environ)
         env.pop("MAIL_CONFIG", None)
         env["PATH"] = env.get("PATH", "") + ":" + SBIN_PATH
@@ -436,7 +473,8 @@ class PostfixInstance:
             raise HarnessError("a private Postfix instance must be started as root")
         _live.append(self)
         try:
-            self.dir = tempfile.mkdtemp(prefix="cmdgate-postfix-")
+            self.dir = tempfile.mkdtemp(prefix="cmdgate-postfix-",
+                                        dir=os.path.join(self.root, "tmp") if self.root else None)
             mark_owned(self.dir)
             # the postfix user must reach queue and data directory
             os.chmod(self.dir, 0o755)
@@ -445,7 +483,7 @@ class PostfixInstance:
             # data_directory is left for `postfix check` to create: it must
             # belong to the postfix user (master.lock, caches)
             self.port = pick_port(also_ipv6=self.ipv6)
-            if etc_hosts_names_localhost():
+            if etc_hosts_names_localhost(os.path.join(self.root or "/", "etc/hosts")):
                 self.named_port = pick_port()
             with open(os.path.join(self.conf_dir, "main.cf"), "w") as f:
                 f.write(self.main_cf())
@@ -474,6 +512,17 @@ class PostfixInstance:
             self.stop()
             raise
         return self
+
+    def mail_version(self):
+        """mail_version of this Postfix (e.g. 3.7.11)."""
+        p = subprocess.run(self._command(os.path.join(os.path.dirname(self.postfix), "postconf"),
+                                         "-dh", "mail_version"),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30)
+        if p.returncode != 0:
+            raise HarnessError("postconf -dh mail_version failed: %s"
+                               % p.stderr.decode("utf-8", "replace"))
+        return p.stdout.decode().strip()
 
     def master_pid(self):
         try:

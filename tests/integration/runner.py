@@ -5,6 +5,8 @@ postfix / rsyslogd not installed, or what the test module's own
 missing_prerequisites() reports).  With CMDGATE_REQUIRE_INTEGRATION=1 a
 missing prerequisite is a failure (exit 1) instead of a skip.
 The last line printed is "N passed, N failed" (", N skipped" when some were).
+CMDGATE_POSTFIX_ROOT=DIR: the Postfix under test is the one of that Debian
+root, run chrooted (milter-door-trixie.test sets it), not the host's.
 """
 
 import os
@@ -52,7 +54,8 @@ def main(module_name):
     required = os.environ.get("CMDGATE_REQUIRE_INTEGRATION") == "1"
     import importlib
     t = importlib.import_module(module_name)
-    missing = harness.missing_prerequisites()
+    root = os.environ.get("CMDGATE_POSTFIX_ROOT") or None
+    missing = harness.missing_prerequisites(root)
     # a test module may need more (test_sendmail: an unpacked Sendmail)
     if not missing and hasattr(t, "missing_prerequisites"):
         missing = t.missing_prerequisites()
@@ -83,6 +86,9 @@ def main(module_name):
         return finish(summary(0, total, 0), 1)
 
     harness.reap_stale()
+    if root is not None:
+        harness.reap_stale(root=root)
+    print("postfix:  %s" % ("chroot %s" % root if root else "host"))
     print("milter:   %s" % binary)
     print("mail log: %s" % harness.mail_log_path())
     sys.stdout.flush()

@@ -7,6 +7,11 @@ writes to syslog (every key and value, in order; only the value of
 `session` is free, but it must be the same on all lines of one session and
 new for every session).
 
+The Postfix under test is the host's (Debian 12: 3.7), or the one in the
+Debian root named by CMDGATE_POSTFIX_ROOT (Debian 13: 3.10, run chrooted;
+see trixie-root.sh).  The same cases run against both; PostfixFacts says
+where the expected replies and audit lines differ, and why.
+
 Run through milter-door.test (automake) or `python3 -m unittest -v
 test_milter_door` as root from this directory; see README.md.
 """
@@ -29,7 +34,9 @@ reply = { code = 502; status = "5.5.1"; text = "$verb command not implemented"; 
 commands = { VRFY = { action = "reject"; }; EXPN = { action = "reject"; }; TURN = { action = "reject"; }; };
 rules = (
   { clients = [ "127.0.0.2" ]; action = "allow"; },
-  { clients = [ "127.0.0.3" ]; commands = [ "EXPN" ]; action = "log"; }
+  { clients = [ "127.0.0.3" ]; commands = [ "EXPN" ]; action = "log"; },
+  { clients = [ "127.0.0.4" ]; commands = [ "EXPN" ]; action = "tempfail"; },
+  { clients = [ "127.0.0.5" ]; commands = [ "EXPN" ]; action = "disconnect"; }
 );
 limits = { probes = 3; action = "disconnect"; };
 """
@@ -42,13 +49,40 @@ BROKEN_LINE = BROKEN_POLICY.splitlines().index(BROKEN_RULES) + 1
 
 assert AUDIT_POLICY != POLICY and BROKEN_RULES in BROKEN_POLICY
 
-# Postfix 3.7's own answer to a command it does not know
+# Postfix's own answer to a command it does not know
 NOT_RECOGNIZED = "500 5.5.2 Error: command not recognized"
 LIMIT_REPLY = "421 4.7.0 too many refused commands, closing connection"
+# Debian's Postfix packages are built with SASL: AUTH is Postfix's own command
+AUTH_NOT_ENABLED = "503 5.5.1 Error: authentication not enabled"
+BAD_UTF8 = "500 5.5.2 Error: bad UTF-8 syntax"
+# Postfix >= 3.9 answers HELP itself (this list is Debian 13's build)
+HELP_REPLY = ("214 2.0.0 Commands: AUTH BDAT DATA EHLO ETRN HELO HELP MAIL NOOP QUIT RCPT "
+              "RSET STARTTLS VRFY XCLIENT XFORWARD")
+MILTER_DOWN_451 = "451 4.7.1 Service unavailable - try again later"
+MILTER_DOWN_421 = "421 %s Service unavailable - try again later" % h.MTA_HOSTNAME
+
+# Where the Postfix under test lives: None for the host's, else a Debian root
+POSTFIX_ROOT = os.environ.get("CMDGATE_POSTFIX_ROOT") or None
 
 SESSION = object()  # stands for "the session id", whatever its value
 
 ENV = None
+
+
+class PostfixFacts:
+    """What the Postfix under test does differently (MTA-FACTS §1, §9)."""
+
+    def __init__(self, version):
+        self.version = version
+        number = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+        # xxfi_unknown gets the whole line ("EXPN staff-list"), not the verb
+        self.whole_line = number >= (3, 10)
+        # a milter's 5xx reply to an unknown command becomes Postfix's own 500
+        self.replaces_5xx = number >= (3, 10)
+        # HELP is a real command: Postfix answers it, the milter never sees it
+        self.knows_help = number >= (3, 9)
+        # milter_default_action defaults to shutdown instead of tempfail
+        self.shutdown_default = number >= (3, 10, 8)
 
 
 class Environment:
@@ -73,7 +107,9 @@ class Environment:
             self.write_policy(POLICY)
             self.milter = h.MilterProcess(self.policy_path, workdir=self.workdir).start()
             self.postfix = h.PostfixInstance(milter_port=self.milter.port,
-                                             milter_default_action="tempfail").start()
+                                             milter_default_action="tempfail",
+                                             root=POSTFIX_ROOT).start()
+            self.facts = PostfixFacts(self.postfix.mail_version())
         except BaseException:
             self.stop()
             raise
@@ -127,10 +163,15 @@ def connect_line(client, name, banner):
             ("client", client), ("name", name), ("banner", banner), ("class", "2xx")]
 
 
-def command_line(verb, client, rule, action, reply, cls, extra=()):
-    return [("event", "command"), ("door", "milter"), ("session", SESSION),
-            ("verb", verb), ("client", client), ("rule", rule), ("action", action),
-            ("reply", reply), ("class", cls)] + list(extra)
+def command_line(verb, client, rule, action, reply, cls, extra=(), arg=None):
+    """ARG: the command's argument; expected only where the MTA passes it."""
+    return ([("event", "command"), ("door", "milter"), ("session", SESSION), ("verb", verb)]
+            + ([("arg", arg)] if arg is not None and ENV.facts.whole_line else [])
+            + [("client", client), ("rule", rule), ("action", action),
+               ("reply", reply), ("class", cls)]
+            + ([("mta_reply", NOT_RECOGNIZED)]
+               if ENV.facts.replaces_5xx and reply.startswith("5") else [])
+            + list(extra))
 
 
 def close_line(client, helo, commands, refused, c2xx=1, c3xx=0, c4xx=0, c5xx=0, extra=()):
@@ -147,9 +188,16 @@ def unresolved(client):
     return "[%s]" % client
 
 
-def rejected(verb, client):
+def rejected(verb, client, arg=None):
     return command_line(verb, client, "command", "reject",
-                        "502 5.5.1 %s command not implemented" % verb, "5xx")
+                        "502 5.5.1 %s command not implemented" % verb, "5xx", arg=arg)
+
+
+def refusal(verb):
+    """What the client reads when the policy rejects VERB (default reply)."""
+    if ENV.facts.replaces_5xx:
+        return NOT_RECOGNIZED
+    return "502 5.5.1 %s command not implemented" % verb
 
 
 class MilterDoorTest(unittest.TestCase):
@@ -212,7 +260,7 @@ class MilterDoorTest(unittest.TestCase):
 
     def expect_greeting(self, client):
         greeting = client.last_reply[-1]
-        self.assertEqual(greeting, "220 %s ESMTP Postfix %s" % (h.MTA_HOSTNAME, postfix_version()),
+        self.assertEqual(greeting, "220 %s ESMTP Postfix %s" % (h.MTA_HOSTNAME, ENV.facts.version),
                          self.diag(client))
         return greeting
 
@@ -309,10 +357,10 @@ class MilterDoorTest(unittest.TestCase):
         c = self.open(named=named)
         greeting = self.expect_greeting(c)
         self.ehlo(c, "client.example")
-        self.expect(c, "EXPN", "502 5.5.1 EXPN command not implemented")
-        self.expect(c, "expn x", "502 5.5.1 EXPN command not implemented")
+        self.expect(c, "EXPN", refusal("EXPN"))
+        self.expect(c, "expn x", refusal("EXPN"))
         self.expect(c, "XFOO", NOT_RECOGNIZED)
-        self.expect(c, "TURN", "502 5.5.1 TURN command not implemented")
+        self.expect(c, "TURN", refusal("TURN"))
         self.send_mail(c)
         self.expect(c, "EXPN", LIMIT_REPLY)
         self.assertTrue(c.wait_closed(5), "Postfix did not close after 421%s" % self.diag(c))
@@ -320,7 +368,7 @@ class MilterDoorTest(unittest.TestCase):
         self.assertAudit(lines, [
             connect_line("127.0.0.1", "localhost" if named else unresolved("127.0.0.1"), greeting),
             rejected("EXPN", "127.0.0.1"),
-            rejected("EXPN", "127.0.0.1"),
+            rejected("EXPN", "127.0.0.1", arg="x"),
             command_line("XFOO", "127.0.0.1", "default", "allow", "none", "none"),
             rejected("TURN", "127.0.0.1"),
             command_line("EXPN", "127.0.0.1", "limit", "disconnect", LIMIT_REPLY, "4xx"),
@@ -331,7 +379,7 @@ class MilterDoorTest(unittest.TestCase):
         """EXPN as the first command, without EHLO, is refused too."""
         c = self.open()
         greeting = self.expect_greeting(c)
-        self.expect(c, "EXPN", "502 5.5.1 EXPN command not implemented")
+        self.expect(c, "EXPN", refusal("EXPN"))
         self.quit(c)
         self.assertAudit(self.session_lines(c), [
             connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
@@ -358,7 +406,7 @@ class MilterDoorTest(unittest.TestCase):
         greeting = self.expect_greeting(c)
         self.ehlo(c, "logged.example")
         self.expect(c, "EXPN", NOT_RECOGNIZED)
-        self.expect(c, "TURN", "502 5.5.1 TURN command not implemented")
+        self.expect(c, "TURN", refusal("TURN"))
         self.quit(c)
         self.assertAudit(self.session_lines(c), [
             connect_line("127.0.0.3", unresolved("127.0.0.3"), greeting),
@@ -374,7 +422,7 @@ class MilterDoorTest(unittest.TestCase):
         c = self.open(source="::1")
         greeting = self.expect_greeting(c)
         self.ehlo(c, "v6.example")
-        self.expect(c, "EXPN", "502 5.5.1 EXPN command not implemented")
+        self.expect(c, "EXPN", refusal("EXPN"))
         self.quit(c)
         self.assertAudit(self.session_lines(c), [
             connect_line("::1", unresolved("::1"), greeting),
@@ -403,7 +451,7 @@ class MilterDoorTest(unittest.TestCase):
         # enforced again from the next connection on
         self.mark = ENV.log.mark()
         c = self.open()
-        self.expect(c, "EXPN", "502 5.5.1 EXPN command not implemented")
+        self.expect(c, "EXPN", refusal("EXPN"))
         self.quit(c)
         self.session_lines(c)
 
@@ -421,7 +469,7 @@ class MilterDoorTest(unittest.TestCase):
             c = self.open()
             greeting = self.expect_greeting(c)
             self.ehlo(c, "still.example")
-            self.expect(c, "EXPN", "502 5.5.1 EXPN command not implemented")
+            self.expect(c, "EXPN", refusal("EXPN"))
             self.quit(c)
             self.assertAudit(self.session_lines(c), [
                 connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
@@ -455,24 +503,219 @@ class MilterDoorTest(unittest.TestCase):
         self.assertIn(r'helo="odd\"name\\x=y\xc3\xa9\x01z"', lines[-1].raw, self.diag(c))
         self.assertIn(r'verb="X\xc3\xa9Y"', lines[1].raw, self.diag(c))
 
+    def test_09_expn_with_argument(self):
+        """EXPN staff-list: 3.10 passes the argument and hides the 502 behind its 500."""
+        helo = "arg-%d.example" % os.getpid()
+        c = self.open()
+        greeting = self.expect_greeting(c)
+        self.ehlo(c, helo)
+        self.expect(c, "EXPN staff-list", refusal("EXPN"))
+        self.quit(c)
+        self.assertAudit(self.session_lines(c), [
+            connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
+            rejected("EXPN", "127.0.0.1", arg="staff-list"),
+            close_line("127.0.0.1", helo, commands=1, refused=1, c5xx=1),
+        ], c)
+        # Postfix's own record of the verdict: 3.7 logs it, 3.10 does not
+        # (the milter's audit line is then the only one)
+        logged = ENV.log.select(lambda r: r.ident is not None
+                                and r.ident.startswith(h.POSTFIX_SYSLOG_NAME + "/")
+                                and "milter-reject:" in r.msg
+                                and ("helo=<%s>" % helo) in r.msg, self.mark)
+        if ENV.facts.replaces_5xx:
+            self.assertEqual(logged, [], self.diag(c))
+        else:
+            self.assertEqual([r.msg for r in logged], [
+                "NOQUEUE: milter-reject: UNKNOWN from unknown[127.0.0.1]: 502 5.5.1 EXPN "
+                "command not implemented; proto=ESMTP helo=<%s>" % helo], self.diag(c))
+
+    def test_10_tempfail_passes_through(self):
+        """127.0.0.4: rule 3 tempfails EXPN; every Postfix sends the milter's 450."""
+        c = self.open(source="127.0.0.4")
+        greeting = self.expect_greeting(c)
+        self.ehlo(c, "tempfail.example")
+        self.expect(c, "EXPN staff-list", "450 4.7.1 EXPN command temporarily refused")
+        self.expect(c, "TURN", refusal("TURN"))
+        self.quit(c)
+        self.assertAudit(self.session_lines(c), [
+            connect_line("127.0.0.4", unresolved("127.0.0.4"), greeting),
+            command_line("EXPN", "127.0.0.4", "3", "tempfail",
+                         "450 4.7.1 EXPN command temporarily refused", "4xx", arg="staff-list"),
+            rejected("TURN", "127.0.0.4"),
+            close_line("127.0.0.4", "tempfail.example", commands=2, refused=2, c4xx=1, c5xx=1),
+        ], c)
+
+    def test_11_disconnect_passes_through(self):
+        """127.0.0.5: rule 4 disconnects on EXPN; every Postfix sends 421 and closes."""
+        c = self.open(source="127.0.0.5")
+        greeting = self.expect_greeting(c)
+        self.ehlo(c, "disconnect.example")
+        self.expect(c, "EXPN staff-list", "421 4.7.0 EXPN command refused, closing connection")
+        self.assertTrue(c.wait_closed(5), "Postfix did not close after 421%s" % self.diag(c))
+        self.assertAudit(self.session_lines(c), [
+            connect_line("127.0.0.5", unresolved("127.0.0.5"), greeting),
+            command_line("EXPN", "127.0.0.5", "4", "disconnect",
+                         "421 4.7.0 EXPN command refused, closing connection", "4xx",
+                         arg="staff-list"),
+            close_line("127.0.0.5", "disconnect.example", commands=1, refused=1, c4xx=1),
+        ], c)
+
+    def test_12_help(self):
+        """HELP reaches the milter on 3.7 only; 3.9+ answers it itself."""
+        c = self.open()
+        greeting = self.expect_greeting(c)
+        if ENV.facts.knows_help:
+            self.expect(c, "HELP", HELP_REPLY)
+            seen = []
+        else:
+            self.expect(c, "HELP", NOT_RECOGNIZED)
+            seen = [command_line("HELP", "127.0.0.1", "default", "allow", "none", "none")]
+        self.quit(c)
+        self.assertAudit(self.session_lines(c), [
+            connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting)] + seen + [
+            close_line("127.0.0.1", None, commands=len(seen), refused=0),
+        ], c)
+
+    def hostile(self, arg):
+        """One session: EXPN ARG, then NOOP. Returns client, greeting, audit lines."""
+        c = self.open()
+        greeting = self.expect_greeting(c)
+        self.expect(c, b"EXPN " + arg, refusal("EXPN"))
+        self.expect(c, "NOOP", "250 2.0.0 Ok")
+        self.quit(c)
+        return c, greeting, self.session_lines(c)
+
+    def test_13_hostile_bytes_in_argument(self):
+        """NUL, bare CR, ESC, printf formats, RTL override: reply intact, arg escaped."""
+        cases = [
+            # what the client sends, the arg the milter logs (3.10), its form on the wire
+            (b"a\x00b", "a", " arg=a "),  # the milter's C string ends at the NUL
+            (b"a\rb", "a\rb", r' arg="a\rb" '),
+            (b"a\x1b[31mred", "a\x1b[31mred", r' arg="a\x1b[31mred" '),
+            (b"%n%s%x", "%n%s%x", " arg=%n%s%x "),
+            ("\u202egnp.exe".encode(), "\u202egnp.exe", r' arg="\xe2\x80\xaegnp.exe" '),
+        ]
+        for sent, arg, raw in cases:
+            with self.subTest(arg=sent):
+                self.mark = ENV.log.mark()
+                c, greeting, lines = self.hostile(sent)
+                self.assertAudit(lines, [
+                    connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
+                    rejected("EXPN", "127.0.0.1", arg=arg),
+                    close_line("127.0.0.1", None, commands=1, refused=1, c5xx=1),
+                ], c)
+                if ENV.facts.whole_line:
+                    self.assertIn(raw, lines[1].raw, self.diag(c))
+
+    def test_14_invalid_utf8_stops_at_postfix(self):
+        """Invalid UTF-8 in a command: Postfix refuses it before any milter sees it."""
+        c = self.open()
+        greeting = self.expect_greeting(c)
+        self.expect(c, b"EXPN \xff\xfe\xc3(", BAD_UTF8)
+        self.quit(c)
+        self.assertAudit(self.session_lines(c), [
+            connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
+            close_line("127.0.0.1", None, commands=0, refused=0),
+        ], c)
+
+    def test_15_long_argument_cut(self):
+        """EXPN with 5000 bytes: reply intact, arg cut at 256 bytes and marked."""
+        c = self.open()
+        greeting = self.expect_greeting(c)
+        self.expect(c, b"EXPN " + b"A" * 4995, refusal("EXPN"))
+        cut = "A" * 256 + "..."
+        if ENV.facts.whole_line:
+            # Measured on 3.10.13: smtpd takes the first 2048 bytes as one
+            # command and the rest as another (its verb is all A), answers
+            # that too, then stops reading and closes the connection.
+            try:
+                second = c.read_reply()
+            except h.HarnessError as e:
+                self.fail("second reply: %s%s" % (e, self.diag(c)))
+            self.assertEqual(second, NOT_RECOGNIZED, self.diag(c))
+            self.assertTrue(c.wait_closed(5), "Postfix did not close%s" % self.diag(c))
+            rest = [command_line(cut, "127.0.0.1", "default", "allow", "none", "none")]
+        else:
+            # 3.7 skips the rest of the line
+            self.expect(c, "NOOP", "250 2.0.0 Ok")
+            self.quit(c)
+            rest = []
+        lines = self.session_lines(c)
+        self.assertAudit(lines, [
+            connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
+            rejected("EXPN", "127.0.0.1", arg=cut)] + rest + [
+            close_line("127.0.0.1", None, commands=1 + len(rest), refused=1, c5xx=1),
+        ], c)
+        for line in lines:
+            self.assertLess(len(line.raw), 1024, self.diag(c))
+
+    def test_16_argument_of_other_verbs_never_logged(self):
+        """AUTH PLAIN <credentials> and XFOO <secret>: no argument in any milter line."""
+        c = self.open()
+        greeting = self.expect_greeting(c)
+        self.ehlo(c, "secret.example")
+        self.expect(c, "AUTH PLAIN dGVzdAB0ZXN0AHRlc3Q=", AUTH_NOT_ENABLED)
+        self.expect(c, "XFOO s3cr3t-value", NOT_RECOGNIZED)
+        self.quit(c)
+        self.assertAudit(self.session_lines(c), [
+            connect_line("127.0.0.1", unresolved("127.0.0.1"), greeting),
+            command_line("XFOO", "127.0.0.1", "default", "allow", "none", "none"),
+            close_line("127.0.0.1", "secret.example", commands=1, refused=0),
+        ], c)
+        leaked = ENV.log.select(lambda r: r.pid == ENV.milter.pid
+                                and ("s3cr3t" in r.msg or "dGVzdAB0" in r.msg), self.mark)
+        self.assertEqual(leaked, [], self.diag(c))
+
+    def test_17_milter_down(self):
+        """A stopped milter under each milter_default_action: what a client sees."""
+        workdir = tempfile.mkdtemp(prefix="cmdgate-it-")
+        instances = []
+        try:
+            os.chmod(workdir, 0o755)
+            h.mark_owned(workdir)
+            policy = os.path.join(workdir, "cmdgate.conf")
+            with open(policy, "w") as f:
+                f.write(POLICY)
+            milter = h.MilterProcess(policy, workdir=workdir).start()
+            instances.append(milter)
+            postfixes = {}
+            for action in (None, "tempfail", "accept"):  # None: Postfix's default
+                postfixes[action] = h.PostfixInstance(milter_port=milter.port,
+                                                      milter_default_action=action,
+                                                      root=POSTFIX_ROOT, ipv6=False).start()
+                instances.append(postfixes[action])
+            milter.stop()
+            tempfail = [("EXPN staff-list", MILTER_DOWN_451),
+                        ("MAIL FROM:<prober@example.org>", MILTER_DOWN_451)]
+            accept = [("EXPN staff-list", NOT_RECOGNIZED),
+                      ("MAIL FROM:<prober@example.org>", "250 2.1.0 Ok")]
+            for action, commands in ((None, None if ENV.facts.shutdown_default else tempfail),
+                                     ("tempfail", tempfail), ("accept", accept)):
+                with self.subTest(milter_default_action=action or "default"):
+                    c = h.smtp_client(postfixes[action])
+                    self.clients.append(c)
+                    try:
+                        greeting = c.connect()
+                    except h.HarnessError as e:
+                        self.fail("connect: %s%s" % (e, self.diag(c)))
+                    if commands is None:  # shutdown
+                        self.assertEqual(greeting, MILTER_DOWN_421, self.diag(c))
+                        self.assertTrue(c.wait_closed(5), "not closed%s" % self.diag(c))
+                        continue
+                    self.assertEqual(greeting, "220 %s ESMTP Postfix %s"
+                                     % (h.MTA_HOSTNAME, ENV.facts.version), self.diag(c))
+                    self.ehlo(c, "down.example")
+                    for command, reply in commands:
+                        self.expect(c, command, reply)
+                    self.quit(c)
+        finally:
+            for obj in reversed(instances):
+                obj.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
     def test_99_milter_survived(self):
         """After all sessions and reloads the milter is still running."""
         self.assertTrue(ENV.milter.running(), self.diag())
-
-
-_postfix_version = None
-
-
-def postfix_version():
-    """mail_version of the installed Postfix (e.g. 3.7.11)."""
-    global _postfix_version
-    if _postfix_version is None:
-        import subprocess
-        postconf = h.find_program("postconf")
-        out = subprocess.run([postconf, "-dh", "mail_version"], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, check=True).stdout
-        _postfix_version = out.decode().strip()
-    return _postfix_version
 
 
 if __name__ == "__main__":
