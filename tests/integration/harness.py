@@ -362,15 +362,19 @@ class PostfixInstance:
     mount namespace where the host's /dev/log is bound to ROOT/dev/log, so
     nothing stays mounted on the host.  None: the host's Postfix.
     MILTER_DEFAULT_ACTION None leaves Postfix's own default.
+    LISTENERS: {name: {parameter: value}}, one more smtpd on 127.0.0.1 each,
+    with those main.cf overrides (-o); its port is listener_ports[name].
     """
 
     def __init__(self, milter_port=None, milter_default_action="tempfail",
-                 extra_main=None, ipv6=None, root=None):
+                 extra_main=None, ipv6=None, root=None, listeners=None):
         self.milter_port = milter_port
         self.milter_default_action = milter_default_action
         self.extra_main = dict(extra_main or {})
         self.ipv6 = ipv6_loopback_available() if ipv6 is None else ipv6
         self.root = os.path.abspath(root) if root else None
+        self.listeners = dict(listeners or {})
+        self.listener_ports = {}
         self.dir = None
         self.port = None
         self.named_port = None
@@ -448,6 +452,9 @@ class PostfixInstance:
         if self.named_port is not None:
             lines.append("127.0.0.1:%d inet n - n - - smtpd -o smtpd_peername_lookup=yes"
                          % self.named_port)
+        for name, overrides in self.listeners.items():
+            lines.append("127.0.0.1:%d inet n - n - - smtpd" % self.listener_ports[name]
+                         + "".join(" -o %s=%s" % kv for kv in overrides.items()))
         return "\n".join(lines) + "\n" + MASTER_SERVICES
 
     def _command(self, program, *args):
@@ -485,6 +492,8 @@ class PostfixInstance:
             self.port = pick_port(also_ipv6=self.ipv6)
             if etc_hosts_names_localhost(os.path.join(self.root or "/", "etc/hosts")):
                 self.named_port = pick_port()
+            for name in self.listeners:
+                self.listener_ports[name] = pick_port()
             with open(os.path.join(self.conf_dir, "main.cf"), "w") as f:
                 f.write(self.main_cf())
             with open(os.path.join(self.conf_dir, "master.cf"), "w") as f:
@@ -505,6 +514,7 @@ class PostfixInstance:
                 wanted.append(("::1", self.port))
             if self.named_port is not None:
                 wanted.append(("127.0.0.1", self.named_port))
+            wanted += [("127.0.0.1", port) for port in self.listener_ports.values()]
             for host, port in wanted:
                 if not wait_until(lambda: port_listening(host, port), 10):
                     raise HarnessError("Postfix does not listen on [%s]:%d" % (host, port))

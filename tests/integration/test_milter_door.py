@@ -669,7 +669,7 @@ class MilterDoorTest(unittest.TestCase):
     def test_17_milter_down(self):
         """A stopped milter under each milter_default_action: what a client sees."""
         workdir = tempfile.mkdtemp(prefix="cmdgate-it-")
-        instances = []
+        milter = postfix = None
         try:
             os.chmod(workdir, 0o755)
             h.mark_owned(workdir)
@@ -677,22 +677,22 @@ class MilterDoorTest(unittest.TestCase):
             with open(policy, "w") as f:
                 f.write(POLICY)
             milter = h.MilterProcess(policy, workdir=workdir).start()
-            instances.append(milter)
-            postfixes = {}
-            for action in (None, "tempfail", "accept"):  # None: Postfix's default
-                postfixes[action] = h.PostfixInstance(milter_port=milter.port,
-                                                      milter_default_action=action,
-                                                      root=POSTFIX_ROOT, ipv6=False).start()
-                instances.append(postfixes[action])
+            # main listener: Postfix's own default; one more per setting
+            postfix = h.PostfixInstance(
+                milter_port=milter.port, milter_default_action=None, root=POSTFIX_ROOT,
+                ipv6=False, listeners={a: {"milter_default_action": a}
+                                       for a in ("tempfail", "accept")}).start()
             milter.stop()
-            tempfail = [("EXPN staff-list", MILTER_DOWN_451),
+            tempfail = [("EXPN staff-list", MILTER_DOWN_451), ("TURN", MILTER_DOWN_451),
                         ("MAIL FROM:<prober@example.org>", MILTER_DOWN_451)]
-            accept = [("EXPN staff-list", NOT_RECOGNIZED),
+            accept = [("EXPN staff-list", NOT_RECOGNIZED), ("TURN", NOT_RECOGNIZED),
                       ("MAIL FROM:<prober@example.org>", "250 2.1.0 Ok")]
-            for action, commands in ((None, None if ENV.facts.shutdown_default else tempfail),
-                                     ("tempfail", tempfail), ("accept", accept)):
-                with self.subTest(milter_default_action=action or "default"):
-                    c = h.smtp_client(postfixes[action])
+            for action, port, commands in (
+                    ("default", postfix.port, None if ENV.facts.shutdown_default else tempfail),
+                    ("tempfail", postfix.listener_ports["tempfail"], tempfail),
+                    ("accept", postfix.listener_ports["accept"], accept)):
+                with self.subTest(milter_default_action=action):
+                    c = h.SMTPClient("127.0.0.1", port)
                     self.clients.append(c)
                     try:
                         greeting = c.connect()
@@ -709,8 +709,9 @@ class MilterDoorTest(unittest.TestCase):
                         self.expect(c, command, reply)
                     self.quit(c)
         finally:
-            for obj in reversed(instances):
-                obj.stop()
+            for obj in (postfix, milter):
+                if obj is not None:
+                    obj.stop()
             shutil.rmtree(workdir, ignore_errors=True)
 
     def test_99_milter_survived(self):
