@@ -83,6 +83,15 @@ def process_running(comm):
     return False
 
 
+def postfix_program(root=None):
+    """The postfix command: the host's, or /usr/sbin/postfix of the Debian
+    root ROOT (the path as seen inside it); None when it is not there."""
+    if root is None:
+        return find_program("postfix")
+    ok = os.access(os.path.join(root, "usr/sbin/postfix"), os.X_OK)
+    return "/usr/sbin/postfix" if ok else None
+
+
 def missing_prerequisites(root=None):
     """Reasons (strings) why the integration test cannot run here at all.
 
@@ -91,11 +100,9 @@ def missing_prerequisites(root=None):
     missing = []
     if os.geteuid() != 0:
         missing.append("not running as root (a private Postfix instance needs root)")
-    if root is not None:
-        if not os.access(os.path.join(root, "usr/sbin/postfix"), os.X_OK):
-            missing.append("no postfix in %s (see tests/integration/trixie-root.sh)" % root)
-    elif find_program("postfix") is None:
-        missing.append("postfix is not installed (apt-get install postfix)")
+    if postfix_program(root) is None:
+        missing.append("no postfix in %s (see tests/integration/trixie-root.sh)" % root if root
+                       else "postfix is not installed (apt-get install postfix)")
     if find_program("rsyslogd") is None:
         missing.append("rsyslogd is not installed (apt-get install rsyslog)")
     return missing
@@ -284,7 +291,7 @@ def reap_stale(tmpdir=None, root=None):
         if name.startswith("cmdgate-postfix-"):
             inst = PostfixInstance.__new__(PostfixInstance)
             inst.dir, inst.started, inst.root = path, False, root
-            inst.postfix = inst._find_postfix()
+            inst.postfix = postfix_program(root)
             try:
                 inst.stop()
             except Exception:
@@ -379,16 +386,10 @@ class PostfixInstance:
         self.port = None
         self.named_port = None
         self.started = False
-        self.postfix = self._find_postfix()
+        self.postfix = postfix_program(self.root)
         if self.postfix is None:
             raise HarnessError("postfix is not installed%s"
                                % (" in %s" % self.root if self.root else ""))
-
-    def _find_postfix(self):
-        if self.root is None:
-            return find_program("postfix")
-        ok = os.access(os.path.join(self.root, "usr/sbin/postfix"), os.X_OK)
-        return "/usr/sbin/postfix" if ok else None
 
     def inside(self, path):
         """PATH as the (possibly chrooted) Postfix sees it."""
