@@ -39,24 +39,23 @@ fi
 # The URI of the first enabled "deb" source for this machine's own release,
 # read in apt's order: sources.list, then sources.list.d/*.list and *.sources.
 host_mirror() {
-	local codename
+	local codename f uri
 	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 	[ -n "$codename" ] || return 1
-	local f
 	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*; do
 		[ -f "$f" ] || continue
 		case "$f" in
 		*.list)
-			awk -v suite="$codename" '
+			uri=$(awk -v suite="$codename" '
 				$1 == "deb" {
 					i = 2
 					if ($i ~ /^\[/) while ($i !~ /\]$/) i++
 					if ($i ~ /^\[/ || $i ~ /\]$/) i++
 					if ($(i + 1) == suite) { print $i; exit }
-				}' "$f"
+				}' "$f")
 			;;
 		*.sources)
-			awk -v suite="$codename" -v RS= '
+			uri=$(awk -v suite="$codename" -v RS= '
 				{
 					types = uris = suites = ""; enabled = 1
 					n = split($0, lines, "\n")
@@ -73,10 +72,16 @@ host_mirror() {
 					if (enabled && types ~ / deb / && suites ~ (" " suite " ") && u[1] != "") {
 						print u[1]; exit
 					}
-				}' "$f"
+				}' "$f")
 			;;
+		*) continue ;;
 		esac
-	done | head -n 1 | grep .
+		if [ -n "$uri" ]; then
+			echo "$uri"
+			return 0
+		fi
+	done
+	return 1
 }
 mirror=${CMDGATE_DEBIAN_MIRROR:-}
 if [ -z "$mirror" ]; then
@@ -84,7 +89,6 @@ if [ -z "$mirror" ]; then
 fi
 
 build=$root.build
-mounted=()
 
 # Mount points under DIR, deepest first (from the kernel's list, so that a
 # mount left by a killed earlier build is found too).
