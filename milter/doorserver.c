@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ struct conn {
 	struct outbuf out;
 	size_t out_sent;
 	int closing;  /* stop reading; close once out is sent */
+	uint32_t events; /* what epoll watches for now */
 };
 
 static struct listener listeners[DOORS_MAX];
@@ -121,8 +123,9 @@ static void accept_all(const struct listener *l)
 		}
 		c->fd = fd;
 		c->proto = l->proto;
+		c->events = EPOLLIN;
 		peer_name(fd, c->peer, sizeof c->peer);
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		struct epoll_event ev = { .events = c->events, .data.ptr = c };
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
 			close(fd);
 			free(c);
@@ -146,9 +149,13 @@ static int flush(struct conn *c)
 		c->out_sent = c->out.len = 0;
 	if (!pending && c->closing)
 		return -1;
-	struct epoll_event ev = { .events = (c->closing ? 0 : EPOLLIN) | (pending ? EPOLLOUT : 0),
-				  .data.ptr = c };
-	epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+	/* Most answers go out at once: then the watch is unchanged and costs no call. */
+	uint32_t want = (c->closing ? 0 : EPOLLIN) | (pending ? EPOLLOUT : 0);
+	if (want != c->events) {
+		struct epoll_event ev = { .events = want, .data.ptr = c };
+		epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+		c->events = want;
+	}
 	return 0;
 }
 
