@@ -482,6 +482,7 @@ def main():
     ap.add_argument("--reps", type=int, default=4, help="repetitions per comparison")
     ap.add_argument("--seconds", type=float, default=1.5, help="measuring window of one run")
     ap.add_argument("--quick", action="store_true", help="1 repetition, short runs (a smoke test)")
+    ap.add_argument("--only", default="12345", help="sections to run, e.g. 34 (default all)")
     args = ap.parse_args()
     if args.quick:
         args.reps, args.seconds = 1, 0.5
@@ -561,119 +562,135 @@ def main():
         rep.add()
 
         # 1. milter door
-        rep.add("## 1. Milter door vs null milter")
-        rep.add()
-        rep.add("Each session: option negotiation, connect-stage macros, connect (IPv4 %s), HELO, "
-                "%d unknown commands (%s, in turn: 3 refused by the shipped policy, 3 passed), quit. "
-                "Medians of %d runs of %g s per cell, the servers alternating; ratio = median of "
-                "the ratios of adjacent runs. Latency is per unknown command, as the MTA sees it. "
-                "CPU columns: the server's and rsyslogd's CPU time per session."
-                % (CLIENT_ADDR, UNKNOWN_PER_SESSION, VERBS, args.reps, args.seconds))
-        rep.add()
-        load = os.path.join(bench, "milter-load")
-        variants = [null, cg] + ([sinked] if sinked else [])
+        if "1" in args.only:
+            rep.add("## 1. Milter door vs null milter")
+            rep.add()
+            rep.add("Each session: option negotiation, connect-stage macros, connect (IPv4 %s), HELO, "
+                    "%d unknown commands (%s, in turn: 3 refused by the shipped policy, 3 passed), quit. "
+                    "Medians of %d runs of %g s per cell, the servers alternating; ratio = median of "
+                    "the ratios of adjacent runs. Latency is per unknown command, as the MTA sees it. "
+                    "CPU columns: the server's and rsyslogd's CPU time per session."
+                    % (CLIENT_ADDR, UNKNOWN_PER_SESSION, VERBS, args.reps, args.seconds))
+            rep.add()
+            load = os.path.join(bench, "milter-load")
+            variants = [null, cg] + ([sinked] if sinked else [])
 
-        def milter_argv(d, conc):
-            return [load, "-p", str(d.port), "-c", str(conc), "-k", str(UNKNOWN_PER_SESSION),
-                    "-v", VERBS, "-a", CLIENT_ADDR, "-d", str(args.seconds), "-w", "0.5"]
+            def milter_argv(d, conc):
+                return [load, "-p", str(d.port), "-c", str(conc), "-k", str(UNKNOWN_PER_SESSION),
+                        "-v", VERBS, "-a", CLIENT_ADDR, "-d", str(args.seconds), "-w", "0.5"]
 
-        def milter_check(d, r):
-            if r["errors"] or r["exit"]:
-                return "%d errors" % r["errors"]
-            want = 0 if d is null else r["commands"] / 2
-            if abs(r["refused"] - want) > 2 * r["conc"] + r["commands"] * 0.01:  # sessions cut by the window
-                return "refused %d of %d commands, expected %d" % (r["refused"], r["commands"], want)
-            return None
+            def milter_check(d, r):
+                if r["errors"] or r["exit"]:
+                    return "%d errors" % r["errors"]
+                want = 0 if d is null else r["commands"] / 2
+                if abs(r["refused"] - want) > 2 * r["conc"] + r["commands"] * 0.01:  # sessions cut by the window
+                    return "refused %d of %d commands, expected %d" % (r["refused"], r["commands"], want)
+                return None
 
-        res = door_section(rep, "milter door", variants, milter_argv, "sessions_per_s", "sessions",
-                           args.reps, milter_check)
-        ratios = door_table(rep, res, null.name, [v.name for v in variants], "sessions_per_s", "sessions")
-        for conc in CONCURRENCY:
-            r = ratios[(cg.name, conc)]
-            if r < TARGETS["door"]:
-                missed.append("milter door at concurrency %d: %.3f" % (conc, r))
-        rep.add("Target cmdgate/null >= %.2f: %s." % (TARGETS["door"], ", ".join(
-            "%d: %.3f %s" % (c, ratios[(cg.name, c)], verdict(ratios[(cg.name, c)] >= TARGETS["door"]))
-            for c in CONCURRENCY)))
-        rep.add()
+            res = door_section(rep, "milter door", variants, milter_argv, "sessions_per_s", "sessions",
+                               args.reps, milter_check)
+            ratios = door_table(rep, res, null.name, [v.name for v in variants], "sessions_per_s", "sessions")
+            for conc in CONCURRENCY:
+                r = ratios[(cg.name, conc)]
+                if r < TARGETS["door"]:
+                    missed.append("milter door at concurrency %d: %.3f" % (conc, r))
+            rep.add("Target cmdgate/null >= %.2f: %s." % (TARGETS["door"], ", ".join(
+                "%d: %.3f %s" % (c, ratios[(cg.name, c)], verdict(ratios[(cg.name, c)] >= TARGETS["door"]))
+                for c in CONCURRENCY)))
+            rep.add()
 
         # 2. policy door
-        rep.add("## 2. Policy door vs null policy server")
-        rep.add()
-        rep.add("Persistent connections as Postfix keeps them; requests with Postfix 3.7's attributes, "
-                "protocol_state VRFY (refused by the shipped policy, one audit line) and RCPT "
-                "(DUNNO, not logged) in turn. The null server answers DUNNO to everything.")
-        rep.add()
-        pload = os.path.join(bench, "policy-load")
-        pvariants = [nullp, cg_policy] + ([sinked_policy] if sinked else [])
+        if "2" in args.only:
+            rep.add("## 2. Policy door vs null policy server")
+            rep.add()
+            rep.add("Persistent connections as Postfix keeps them; requests with Postfix 3.7's attributes, "
+                    "protocol_state VRFY (refused by the shipped policy, one audit line) and RCPT "
+                    "(DUNNO, not logged) in turn. The null server answers DUNNO to everything.")
+            rep.add()
+            pload = os.path.join(bench, "policy-load")
+            pvariants = [nullp, cg_policy] + ([sinked_policy] if sinked else [])
 
-        def policy_argv(d, conc):
-            return [pload, "-p", str(d.port), "-c", str(conc), "-a", CLIENT_ADDR,
-                    "-d", str(args.seconds), "-w", "0.5"]
+            def policy_argv(d, conc):
+                return [pload, "-p", str(d.port), "-c", str(conc), "-a", CLIENT_ADDR,
+                        "-d", str(args.seconds), "-w", "0.5"]
 
-        def policy_check(d, r):
-            if r["errors"] or r["exit"]:
-                return "%d errors" % r["errors"]
-            want = 0 if d is nullp else r["requests"] / 2
-            if abs(r["refused"] - want) > 2 * r["conc"] + r["requests"] * 0.01:
-                return "refused %d of %d requests, expected %d" % (r["refused"], r["requests"], want)
-            return None
+            def policy_check(d, r):
+                if r["errors"] or r["exit"]:
+                    return "%d errors" % r["errors"]
+                want = 0 if d is nullp else r["requests"] / 2
+                if abs(r["refused"] - want) > 2 * r["conc"] + r["requests"] * 0.01:
+                    return "refused %d of %d requests, expected %d" % (r["refused"], r["requests"], want)
+                return None
 
-        pres = door_section(rep, "policy door", pvariants, policy_argv, "requests_per_s", "requests",
-                            args.reps, policy_check)
-        pratios = door_table(rep, pres, nullp.name, [v.name for v in pvariants], "requests_per_s", "requests")
-        rep.add("cmdgate/null: %s (same target as the milter door, >= %.2f)." % (", ".join(
-            "%d: %.3f %s" % (c, pratios[(cg.name, c)], verdict(pratios[(cg.name, c)] >= TARGETS["door"]))
-            for c in CONCURRENCY), TARGETS["door"]))
-        rep.add()
-        for conc in CONCURRENCY:
-            if pratios[(cg.name, conc)] < TARGETS["door"]:
-                missed.append("policy door at concurrency %d: %.3f" % (conc, pratios[(cg.name, conc)]))
+            pres = door_section(rep, "policy door", pvariants, policy_argv, "requests_per_s", "requests",
+                                args.reps, policy_check)
+            pratios = door_table(rep, pres, nullp.name, [v.name for v in pvariants], "requests_per_s", "requests")
+            rep.add("cmdgate/null: %s (same target as the milter door, >= %.2f)." % (", ".join(
+                "%d: %.3f %s" % (c, pratios[(cg.name, c)], verdict(pratios[(cg.name, c)] >= TARGETS["door"]))
+                for c in CONCURRENCY), TARGETS["door"]))
+            rep.add()
+            for conc in CONCURRENCY:
+                if pratios[(cg.name, conc)] < TARGETS["door"]:
+                    missed.append("policy door at concurrency %d: %.3f" % (conc, pratios[(cg.name, conc)]))
 
         # 3. rules
-        rep.add("## 3. Rule scaling")
-        rep.add()
-        rep.add("policy_decide (milter/libcmdgate.a) on policies of N rules, one random CIDR prefix "
-                "each (IPv4 /16–/32 and IPv6 2000::/3 /32–/128 alternating); 1024 client addresses "
-                "inside rules of the last tenth (late hit) and 1024 in no rule (miss), every answer "
-                "checked against a linear scan first. One binary, sizes interleaved, median of 41 "
-                "rounds of 40 000 decisions per pool. Load = config_load of the file; reload = running_reload "
-                "(the SIGUSR1 path: read, swap, free the old policy).")
-        rep.add()
-        rules_dir = os.path.join(workdir, "rules")
-        os.mkdir(rules_dir)
-        worst = rules_section(rep, args, rules_dir)
-        if worst > TARGETS["rules"]:
-            missed.append("rules 100000/10: %.2f" % worst)
+        if "3" in args.only:
+            rep.add("## 3. Rule scaling")
+            rep.add()
+            rep.add("policy_decide (milter/libcmdgate.a) on policies of N rules, one random CIDR prefix "
+                    "each (IPv4 /16–/32 and IPv6 2000::/3 /32–/128 alternating); 1024 client addresses "
+                    "inside rules of the last tenth (late hit) and 1024 in no rule (miss), every answer "
+                    "checked against a linear scan first. One binary, sizes interleaved, median of 41 "
+                    "rounds of 40 000 decisions per pool. Load = config_load of the file; reload = running_reload "
+                    "(the SIGUSR1 path: read, swap, free the old policy).")
+            rep.add()
+            rules_dir = os.path.join(workdir, "rules")
+            os.mkdir(rules_dir)
+            worst = rules_section(rep, args, rules_dir)
+            if worst > TARGETS["rules"]:
+                missed.append("rules 100000/10: %.2f" % worst)
 
         # 4. memory
-        rep.add("## 4. Memory: 1 000 sessions held open")
-        rep.add()
-        rep.add("Each session negotiated, connected, said HELO and 2 unknown commands, then waits; "
-                "the daemons run with RLIMIT_NOFILE %d (at the usual 1024 a daemon runs out of "
-                "descriptors near 1 000 sessions). Three cycles of open 1 000 / close all; "
-                "RSS, threads and fds from /proc after each." % NOFILE)
-        rep.add()
-        if not memory_section(rep, args, [null, cg]):
-            missed.append("memory: growth after sessions closed")
-        overload_conf = cmdgate_conf("overload", harness.pick_port())
-        overload_probe(rep, args, lambda port: [cmdgate_bin, "-f", "-c", overload_conf,
-                                                "-p", "inet:%d@127.0.0.1" % port], workdir)
+        if "4" in args.only:
+            rep.add("## 4. Memory: 1 000 sessions held open")
+            rep.add()
+            rep.add("Freshly started daemons; each session negotiated, connected, said HELO and 2 unknown "
+                    "commands, then waits; the daemons run with RLIMIT_NOFILE %d (at the usual 1024 a "
+                    "daemon runs out of descriptors near 1 000 sessions). Three cycles of open 1 000 / "
+                    "close all; RSS, threads and fds from /proc after each. Memory freed by closed "
+                    "sessions stays in the allocator for the next ones, so RSS after closing is compared "
+                    "between cycles (growth), fds and threads with the baseline." % NOFILE)
+            rep.add()
+            # Fresh daemons: their baseline is what a just-started daemon holds.
+            mports = (harness.pick_port(), harness.pick_port())
+            fresh = [daemon("null-milter", [os.path.join(bench, "null-milter"), "-p",
+                                            "inet:%d@127.0.0.1" % mports[0]], mports[0]),
+                     daemon("cmdgate", [cmdgate_bin, "-f", "-c", cmdgate_conf("cmdgate-memory", harness.pick_port()),
+                                        "-p", "inet:%d@127.0.0.1" % mports[1]], mports[1])]
+            time.sleep(0.5)
+            if not memory_section(rep, args, fresh):
+                missed.append("memory: growth after sessions closed")
+            for d in fresh:
+                d.stop()
+            overload_conf = cmdgate_conf("overload", harness.pick_port())
+            overload_probe(rep, args, lambda port: [cmdgate_bin, "-f", "-c", overload_conf,
+                                                    "-p", "inet:%d@127.0.0.1" % port], workdir)
 
         # 5. end to end
-        rep.add("## 5. End to end: smtp-source through a private Postfix")
-        rep.add()
-        e2e_reps = 2 if args.quick else 3
-        rep.add("Private Postfix 3.7 instances on loopback (tests/integration/harness.py): one "
-                "without a milter, one with smtpd_milters = the cmdgate daemon above, one with the "
-                "null milter (what any milter costs); smtp-source -s 20 sessions, one 1 KiB message "
-                "per session, the instances alternating, %d runs each; accepted mail is discarded."
-                % e2e_reps)
-        rep.add()
-        e2e = e2e_section(rep, args, [("with milter-cmdgate", cg.port), ("with null-milter", null.port)],
-                          e2e_reps, 400 if args.quick else 1500)
-        if e2e is not None and e2e < TARGETS["e2e"]:
-            missed.append("end to end: %.3f" % e2e)
+        if "5" in args.only:
+            rep.add("## 5. End to end: smtp-source through a private Postfix")
+            rep.add()
+            e2e_reps = 2 if args.quick else 3
+            rep.add("Private Postfix 3.7 instances on loopback (tests/integration/harness.py): one "
+                    "without a milter, one with smtpd_milters = the cmdgate daemon above, one with the "
+                    "null milter (what any milter costs); smtp-source -s 20 sessions, one 1 KiB message "
+                    "per session, the instances alternating, %d runs each; accepted mail is discarded."
+                    % e2e_reps)
+            rep.add()
+            e2e = e2e_section(rep, args, [("with milter-cmdgate", cg.port), ("with null-milter", null.port)],
+                              e2e_reps, 400 if args.quick else 1500)
+            if e2e is not None and e2e < TARGETS["e2e"]:
+                missed.append("end to end: %.3f" % e2e)
 
         rep.add("## Summary")
         rep.add()
