@@ -515,6 +515,10 @@ def main():
             with open(os.path.join(args.srcdir, "conf", "milter-cmdgate.conf")) as f:
                 text = f.read()
             text = re.sub(r"^\s*policy_socket\s*=.*$", "", text, flags=re.M)
+            # Other doors the shipped policy opens stay open, each on a free port.
+            text = re.sub(r'^(\s*\w+_socket\s*=\s*)"inet:\d+@127\.0\.0\.1"',
+                          lambda m: '%s"inet:%d@127.0.0.1"' % (m.group(1), harness.pick_port()),
+                          text, flags=re.M)
             text = re.sub(r"\bprobes\s*=\s*\d+", "probes = 0", text)
             text += '\n# added by the bench\npolicy_socket = "inet:%d@127.0.0.1";\n' % policy_port
             with open(path, "w") as f:
@@ -554,7 +558,7 @@ def main():
         rep.add("- date: %s" % datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
         rep.add("- machine: %s" % machine_line())
         rep.add("- command: `make bench` (tests/bench/run-bench.py --reps %d --seconds %g)" % (args.reps, args.seconds))
-        rep.add("- policy: conf/milter-cmdgate.conf as shipped, except its policy_socket port and "
+        rep.add("- policy: conf/milter-cmdgate.conf as shipped, except its door ports and "
                 "limits.probes = 0 (every session does the same work; the shared probe table of "
                 "limits.window is still counted)")
         rep.add("- load average before the run: %.2f %.2f %.2f (a shared machine: ratios "
