@@ -75,8 +75,14 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	/* Only connect, HELO, unknown commands and close are of use: skip the rest. */
 	unsigned long skip = SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NOBODY | SMFIP_NOHDRS |
 			     SMFIP_NOEOH | SMFIP_NODATA;
+	/*
+	 * HELO is only noted, never answered: the MTA need not wait for a reply
+	 * (a round trip per SMTP session; libmilter stands in for an MTA
+	 * without this feature).
+	 */
+	unsigned long no_reply = SMFIP_NR_HELO;
 	*pf0 = 0;          /* no message modifications */
-	*pf1 = skip & f1;  /* only what the MTA offers */
+	*pf1 = (skip | no_reply) & f1;  /* only what the MTA offers */
 	*pf2 = 0;
 	*pf3 = 0;
 
@@ -134,7 +140,7 @@ static sfsistat on_helo(SMFICTX *ctx, char *name)
 	struct session *s = smfi_getpriv(ctx);
 	if (s != NULL && name != NULL)
 		snprintf(s->helo, sizeof s->helo, "%s", name);
-	return SMFIS_CONTINUE;
+	return SMFIS_NOREPLY; /* negotiated: SMFIP_NR_HELO */
 }
 
 static sfsistat on_unknown(SMFICTX *ctx, const char *line)

@@ -2,8 +2,9 @@
  * null-milter: the baseline the milter door is measured against.  The
  * same libmilter, the same registered callbacks and the same negotiation
  * as milter/callbacks.c (steps skipped, connect-stage macro list), but
- * every callback returns CONTINUE at once: what is left is the cost of
- * libmilter, its thread per connection and the protocol itself.
+ * every callback returns at once (CONTINUE; no reply to HELO, as the
+ * daemon negotiates): what is left is the cost of libmilter, its worker
+ * threads and the protocol itself.
  *
  * usage: null-milter -p inet:PORT@127.0.0.1
  */
@@ -25,7 +26,7 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	unsigned long skip = SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NOBODY | SMFIP_NOHDRS |
 			     SMFIP_NOEOH | SMFIP_NODATA;
 	*pf0 = 0;
-	*pf1 = skip & f1;
+	*pf1 = (skip | SMFIP_NR_HELO) & f1;
 	*pf2 = 0;
 	*pf3 = 0;
 	smfi_setsymlist(ctx, SMFIM_CONNECT, CONNECT_MACROS);
@@ -44,7 +45,7 @@ static sfsistat on_helo(SMFICTX *ctx, char *name)
 {
 	(void)ctx;
 	(void)name;
-	return SMFIS_CONTINUE;
+	return SMFIS_NOREPLY; /* as callbacks.c: SMFIP_NR_HELO */
 }
 
 static sfsistat on_unknown(SMFICTX *ctx, const char *line)
