@@ -1,13 +1,22 @@
 /*
- * netmatch: addresses, prefixes and a path-compressed binary trie.
+ * netmatch: addresses, prefixes and a prefix table.
  *
  * Every address is a 128-bit key (IPv4 as ::ffff:a.b.c.d).  The table is a
- * Patricia trie: each node names a prefix (key, len), and a child is only
- * present where stored prefixes actually diverge, so the depth follows the
- * number of distinct branch points, not the 128 bits of the key.  A node
- * either terminates a stored prefix (it has values) or is a pure branch
- * point (no values).  Nodes live in one array and refer to each other by
- * index, which keeps them small (40 bytes) and cheap to free.
+ * path-compressed binary (Patricia) trie: a node exists only where a
+ * stored prefix ends or where stored prefixes part ways, so its depth
+ * follows the data, not the 128 bits of the key.  Three additions keep a
+ * lookup in a big table close to one in a small one:
+ *
+ *  - jump tables skip the dense top of the trie (see JUMP_BITS);
+ *  - every node knows the deepest stored prefix at or above it, and every
+ *    stored prefix its nearest stored ancestor (`up`), so the stored
+ *    prefixes containing an address form one chain, found by walking
+ *    down without looking at values;
+ *  - each stored prefix caches the smallest value on its chain, so the
+ *    usual lookup (from = 0) reads one value instead of every match.
+ *
+ * Nodes and prefix records live in arrays and refer to each other by
+ * 32-bit index.  Building is single-threaded; a built table is only read.
  */
 #include "netmatch.h"
 
@@ -247,32 +256,80 @@ static unsigned key_common(const key128 a, const key128 b)
 /* ---- the table ---------------------------------------------------------- */
 
 /*
- * The value set of a node is sorted and duplicate-free.  One value (the
- * common case: a prefix named by one rule) is kept inline; more live in a
- * heap array whose capacity is the smallest power of two >= nvals, so no
- * capacity field is needed.
+ * The trie is made of nodes; a node is a prefix (key, len) that is either
+ * stored (it has a record with values) or only a branch point where
+ * stored prefixes part ways.  Every node knows the deepest stored prefix
+ * at or above it, so a lookup needs no bookkeeping on the way down.  Nodes
+ * are 32 bytes and 64-byte aligned in their array, so each step of a
+ * lookup reads one cache line; the rest of a stored prefix is its record.
  */
 struct node {
-	key128 key;         /* the prefix; bits past len are zero */
-	uint32_t child[2];  /* by bit len of the key; 0 = none (root is 0) */
-	union {
-		unsigned one;   /* nvals == 1 */
-		unsigned *many; /* nvals >= 2 */
-	} v;
-	unsigned nvals;     /* 0: a branch point, not a stored prefix */
-	unsigned char len;  /* 0..128 */
+	key128 key;           /* the prefix; bits past len are zero */
+	uint32_t child[2];    /* by bit `len` of an address; 0 = none */
+	uint32_t prefix;      /* deepest stored prefix at or above; 0 = none */
+	unsigned char len;    /* 0..128 */
+	unsigned char stored; /* whether `prefix` is this node's own */
 };
+
+_Static_assert(sizeof(struct node) == 32, "a node should fill half a cache line");
+
+/*
+ * A stored prefix.  `up` is the nearest stored prefix containing it and
+ * `chain_min` the smallest value on it or anywhere up that chain, so a
+ * lookup that starts from 0 (the usual case) reads one record instead of
+ * every match.  The value set is sorted and duplicate-free; one value (a
+ * prefix named by one rule) is kept inline, more live in a heap array in
+ * t->sets whose capacity is the smallest power of two >= nvals.
+ */
+struct prefix {
+	uint32_t up;        /* 0 = none */
+	unsigned chain_min;
+	unsigned nvals;     /* >= 1 */
+	unsigned v;         /* nvals == 1: the value; else its index in t->sets */
+};
+
+/*
+ * The top of the trie is a dense binary tree (in a big table every /8 of
+ * IPv4 is busy), so walking it from the root would cost 16 or more steps.
+ * Two jump tables skip it: one for IPv4 indexed by its first 16 bits, one
+ * for everything else by the first 16 bits of the IPv6 address.  An entry
+ * is where the walk for an address in that block may start: the deepest
+ * node that is a prefix of the whole block.  All zero (the root) is right
+ * for an empty table, so the tables start calloc'd.
+ */
+#define JUMP_BITS 16
+#define JUMP_SIZE ((size_t)1 << JUMP_BITS)
+
+/* The two jump spaces: [0] all of IPv6, [1] IPv4 (::ffff:0:0/96). */
+static const key128 space_key[2] = { { 0, 0 }, { 0, UINT64_C(0xffff00000000) } };
+static const unsigned space_len[2] = { 0, 96 };
 
 struct nettable {
-	struct node *nodes; /* nodes[0] is the root, ::/0 */
-	size_t nnodes;
-	size_t cap;
-	size_t nprefixes;
+	struct node *nodes;      /* [0] is the root, ::/0 */
+	size_t nnodes, node_cap;
+	struct prefix *prefixes; /* [0] is unused, so 0 can mean none */
+	size_t nprefixes, prefix_cap;
+	unsigned **sets;         /* value arrays of prefixes with several */
+	size_t nsets, set_cap;
+	uint32_t jump[2][JUMP_SIZE]; /* by space, then block */
 };
 
-static const unsigned *node_values(const struct node *n)
+static bool key_is_v4(const key128 k)
 {
-	return n->nvals == 1 ? &n->v.one : n->v.many;
+	return key_has_prefix(k, space_key[1], space_len[1]);
+}
+
+/* The block of k within a space: the JUMP_BITS bits after its prefix. */
+static size_t block_of(const key128 k, unsigned space)
+{
+	unsigned from = space_len[space];
+
+	return (size_t)(k[from / 64] >> (64 - JUMP_BITS - from % 64)) & (JUMP_SIZE - 1);
+}
+
+static const unsigned *prefix_values(const struct nettable *t, const struct prefix *p)
+{
+	return p->nvals == 1 ? &p->v : t->sets[p->v];
 }
 
 static unsigned values_cap(unsigned nvals)
@@ -299,54 +356,72 @@ static unsigned lower_bound(const unsigned *vals, unsigned n, unsigned from)
 	return lo;
 }
 
-/* Adds value to n's set; 0, or -1 on ENOMEM with the set unchanged. */
-static int node_add_value(struct node *n, unsigned value)
+/* Adds value to p's set (nvals >= 1); 0, or -1 on ENOMEM with p unchanged. */
+static int prefix_add_value(struct nettable *t, struct prefix *p, unsigned value)
 {
-	const unsigned *old = node_values(n);
-	unsigned pos = lower_bound(old, n->nvals, value);
+	const unsigned *old = prefix_values(t, p);
+	unsigned pos = lower_bound(old, p->nvals, value);
 	unsigned *vals;
 
-	if (pos < n->nvals && old[pos] == value)
+	if (pos < p->nvals && old[pos] == value)
 		return 0;
-	if (n->nvals == 0) {
-		n->v.one = value;
-		n->nvals = 1;
-		return 0;
-	}
-	if (n->nvals >= UINT_MAX / 2)
+	if (p->nvals >= UINT_MAX / 2)
 		return -1;
-	if (n->nvals == 1) {
+	if (p->nvals == 1) {
+		/* Moves out of line: a set slot and a two-value array. */
+		if (t->nsets == t->set_cap) {
+			size_t cap = t->set_cap ? t->set_cap * 2 : 8;
+			unsigned **sets = realloc(t->sets, cap * sizeof *sets);
+			if (sets == NULL)
+				return -1;
+			t->sets = sets;
+			t->set_cap = cap;
+		}
 		vals = malloc(2 * sizeof *vals);
 		if (vals == NULL)
 			return -1;
-		vals[0] = n->v.one;
-		n->v.many = vals;
-	} else if (values_cap(n->nvals + 1) > values_cap(n->nvals)) {
-		vals = realloc(n->v.many, (size_t)values_cap(n->nvals + 1) * sizeof *vals);
+		vals[0] = p->v;
+		p->v = (unsigned)t->nsets;
+		t->sets[t->nsets++] = vals;
+	} else if (values_cap(p->nvals + 1) > values_cap(p->nvals)) {
+		vals = realloc(t->sets[p->v], (size_t)values_cap(p->nvals + 1) * sizeof *vals);
 		if (vals == NULL)
 			return -1;
-		n->v.many = vals;
+		t->sets[p->v] = vals;
 	}
-	vals = n->v.many;
-	memmove(vals + pos + 1, vals + pos, (n->nvals - pos) * sizeof *vals);
+	vals = t->sets[p->v];
+	memmove(vals + pos + 1, vals + pos, (p->nvals - pos) * sizeof *vals);
 	vals[pos] = value;
-	n->nvals++;
+	p->nvals++;
 	return 0;
+}
+
+/* A node array of cap entries, 64-byte aligned (cap * 32 is a multiple of 64). */
+static struct node *alloc_nodes(size_t cap)
+{
+	return aligned_alloc(64, cap * sizeof(struct node));
 }
 
 struct nettable *nettable_new(void)
 {
+	/* About 512 KiB, nearly all jump tables; untouched pages stay unmapped. */
 	struct nettable *t = calloc(1, sizeof *t);
 
 	if (t == NULL)
 		return NULL;
-	t->cap = 16;
-	t->nodes = calloc(t->cap, sizeof *t->nodes);
-	if (t->nodes == NULL) {
+	t->node_cap = t->prefix_cap = 16;
+	t->nodes = alloc_nodes(t->node_cap);
+	t->prefixes = malloc(t->prefix_cap * sizeof *t->prefixes);
+	if (t->nodes == NULL || t->prefixes == NULL) {
+		free(t->nodes);
+		free(t->prefixes);
 		free(t);
 		return NULL;
 	}
-	t->nnodes = 1; /* the root: ::/0 without values */
+	memset(&t->nodes[0], 0, sizeof t->nodes[0]); /* the root, not stored */
+	t->nnodes = 1;
+	memset(&t->prefixes[0], 0, sizeof t->prefixes[0]); /* "none" */
+	t->nprefixes = 1;
 	return t;
 }
 
@@ -354,34 +429,59 @@ void nettable_free(struct nettable *t)
 {
 	if (t == NULL)
 		return;
-	for (size_t i = 0; i < t->nnodes; i++)
-		if (t->nodes[i].nvals >= 2)
-			free(t->nodes[i].v.many);
+	for (size_t i = 0; i < t->nsets; i++)
+		free(t->sets[i]);
+	free(t->sets);
+	free(t->prefixes);
 	free(t->nodes);
 	free(t);
 }
 
-/* Makes room for `more` nodes; node pointers are stale afterwards. */
-static int reserve_nodes(struct nettable *t, size_t more)
+/* Grows by half, to keep the slack of a large table moderate. */
+static size_t grown(size_t cap)
 {
-	struct node *nodes;
-	size_t cap;
+	return (cap + cap / 2 + 1) & ~(size_t)1; /* even, see alloc_nodes */
+}
 
-	if (t->nnodes + more <= t->cap)
-		return 0;
-	if (t->cap > UINT32_MAX / 2)
-		return -1; /* indices are 32-bit */
-	cap = t->cap * 2;
-	nodes = realloc(t->nodes, cap * sizeof *nodes);
-	if (nodes == NULL)
-		return -1;
-	t->nodes = nodes;
-	t->cap = cap;
+/* Room for two more nodes and one more prefix; pointers go stale. */
+static int reserve(struct nettable *t)
+{
+	if (t->nnodes + 2 > t->node_cap) {
+		size_t cap = grown(t->node_cap);
+		struct node *nodes;
+
+		if (cap > UINT32_MAX)
+			return -1; /* indices are 32-bit */
+		/* No aligned realloc in C11: allocate and copy. */
+		nodes = alloc_nodes(cap);
+		if (nodes == NULL)
+			return -1;
+		memcpy(nodes, t->nodes, t->nnodes * sizeof *nodes);
+		free(t->nodes);
+		t->nodes = nodes;
+		t->node_cap = cap;
+	}
+	if (t->nprefixes + 1 > t->prefix_cap) {
+		size_t cap = grown(t->prefix_cap);
+		struct prefix *prefixes;
+
+		if (cap > UINT32_MAX)
+			return -1;
+		prefixes = realloc(t->prefixes, cap * sizeof *prefixes);
+		if (prefixes == NULL)
+			return -1;
+		t->prefixes = prefixes;
+		t->prefix_cap = cap;
+	}
 	return 0;
 }
 
-/* Appends a node (room must be reserved) and returns its index. */
-static uint32_t new_node(struct nettable *t, const key128 key, unsigned len)
+/*
+ * Appends a branch node below node `parent` (room must be reserved) and
+ * returns its index.
+ */
+static uint32_t new_node(struct nettable *t, const key128 key, unsigned len,
+			 uint32_t parent)
 {
 	struct node *n = &t->nodes[t->nnodes];
 
@@ -390,50 +490,45 @@ static uint32_t new_node(struct nettable *t, const key128 key, unsigned len)
 	n->key[1] = key[1];
 	key_mask(n->key, len);
 	n->len = (unsigned char)len;
+	n->prefix = t->nodes[parent].prefix;
 	return (uint32_t)t->nnodes++;
 }
 
-/* Finds or creates the node for (key, len); UINT32_MAX on ENOMEM. */
+/* Finds or creates the node for (key, len); room must be reserved. */
 static uint32_t find_or_insert(struct nettable *t, const key128 key, unsigned len)
 {
 	uint32_t cur = 0;
 
-	/* At most two nodes are added; reserving first means no failure later. */
-	if (reserve_nodes(t, 2) != 0)
-		return UINT32_MAX;
-
 	for (;;) {
 		/* Invariant: nodes[cur] is a prefix of key and its len <= len. */
-		struct node *n = &t->nodes[cur];
+		const struct node *n = &t->nodes[cur];
 		unsigned b, common;
 		uint32_t c, mid, leaf;
-		struct node *child;
 
 		if (n->len == len)
 			return cur;
 		b = key_bit(key, n->len);
 		c = n->child[b];
 		if (c == 0) {
-			leaf = new_node(t, key, len);
+			leaf = new_node(t, key, len, cur);
 			t->nodes[cur].child[b] = leaf;
 			return leaf;
 		}
-		child = &t->nodes[c];
-		common = key_common(key, child->key);
+		common = key_common(key, t->nodes[c].key);
 		if (common > len)
 			common = len;
-		if (common >= child->len) {
+		if (common >= t->nodes[c].len) {
 			cur = c; /* the child is a prefix of key: go down */
 			continue;
 		}
 		/*
-		 * key and child part ways at bit `common` (or key ends there):
-		 * put a node of length `common` between n and child.
+		 * key and the child part ways at bit `common` (or key ends
+		 * there): put a node of that length between n and the child.
 		 */
-		mid = new_node(t, key, common);
+		mid = new_node(t, key, common, cur);
 		t->nodes[mid].child[key_bit(t->nodes[c].key, common)] = c;
 		if (common < len) {
-			leaf = new_node(t, key, len);
+			leaf = new_node(t, key, len, mid);
 			t->nodes[mid].child[key_bit(key, common)] = leaf;
 		} else {
 			leaf = mid;
@@ -443,29 +538,117 @@ static uint32_t find_or_insert(struct nettable *t, const key128 key, unsigned le
 	}
 }
 
+/*
+ * Below stored prefix `owner`, which now holds value v.  If `adopt` (owner
+ * is new), branch nodes down to the first stored prefixes now have owner
+ * as their deepest stored prefix, and those stored prefixes have it as
+ * `up`.  Lowers chain_min where v is smaller, and stops where it is
+ * already <= v, since everything deeper is too.  Recursion depth is at
+ * most 128.
+ */
+static void push_down(struct nettable *t, uint32_t i, uint32_t owner, unsigned v,
+		      bool adopt)
+{
+	struct node *n;
+
+	if (i == 0)
+		return;
+	n = &t->nodes[i];
+	if (n->stored) {
+		struct prefix *p = &t->prefixes[n->prefix];
+		if (adopt)
+			p->up = owner;
+		if (p->chain_min <= v)
+			return;
+		p->chain_min = v;
+		adopt = false;
+	} else if (adopt) {
+		n->prefix = owner;
+	}
+	push_down(t, n->child[0], owner, v, adopt);
+	push_down(t, n->child[1], owner, v, adopt);
+}
+
+/* Points the jump entries of every block under new node i at it, if deeper. */
+static void jump_note(struct nettable *t, uint32_t i)
+{
+	const struct node *n = &t->nodes[i];
+
+	for (unsigned s = 0; s < 2; s++) {
+		unsigned cut = space_len[s] + JUMP_BITS;
+		size_t first, count;
+
+		if (n->len > cut)
+			continue;
+		if (n->len <= space_len[s]) {
+			/* above the space: a prefix of every block, or of none */
+			if (!key_has_prefix(space_key[s], n->key, n->len))
+				continue;
+			first = 0;
+			count = JUMP_SIZE;
+		} else {
+			if (!key_has_prefix(n->key, space_key[s], space_len[s]))
+				continue;
+			first = block_of(n->key, s);
+			count = (size_t)1 << (cut - n->len);
+		}
+		for (size_t b = first; b < first + count; b++)
+			if (t->nodes[t->jump[s][b]].len < n->len)
+				t->jump[s][b] = i;
+	}
+}
+
 int nettable_add(struct nettable *t, const struct netprefix *p, unsigned value)
 {
+	size_t old_nnodes;
 	key128 key;
-	uint32_t i;
-	bool fresh;
+	uint32_t i, r;
+	struct node *n;
+	struct prefix *pr;
 
 	if (t == NULL || p == NULL || p->len > 128)
 		return -1;
 	key_load(&p->addr, key);
 	key_mask(key, p->len);
 
-	/*
-	 * Only an existing node can fail to take a value (a fresh one stores
-	 * it inline), so a failure here leaves the trie as it was.
-	 */
+	/* With room reserved first, only adding to a value array can fail. */
+	if (reserve(t) != 0)
+		return -1;
+	old_nnodes = t->nnodes;
 	i = find_or_insert(t, key, p->len);
-	if (i == UINT32_MAX)
-		return -1;
-	fresh = t->nodes[i].nvals == 0;
-	if (node_add_value(&t->nodes[i], value) != 0)
-		return -1;
-	if (fresh)
-		t->nprefixes++;
+	for (size_t j = old_nnodes; j < t->nnodes; j++)
+		jump_note(t, (uint32_t)j);
+	n = &t->nodes[i];
+
+	if (n->stored) {
+		pr = &t->prefixes[n->prefix];
+		if (prefix_add_value(t, pr, value) != 0)
+			return -1; /* nothing has changed */
+		if (value < pr->chain_min) {
+			pr->chain_min = value;
+			push_down(t, n->child[0], n->prefix, value, false);
+			push_down(t, n->child[1], n->prefix, value, false);
+		}
+		return 0;
+	}
+
+	/*
+	 * A new stored prefix, on a new node or on a former branch point;
+	 * the deepest stored prefix above it is what the node knew so far.
+	 */
+	r = (uint32_t)t->nprefixes++;
+	pr = &t->prefixes[r];
+	memset(pr, 0, sizeof *pr);
+	pr->up = n->prefix;
+	pr->nvals = 1;
+	pr->v = value;
+	pr->chain_min = value;
+	if (pr->up != 0 && t->prefixes[pr->up].chain_min < value)
+		pr->chain_min = t->prefixes[pr->up].chain_min;
+	n->prefix = r;
+	n->stored = 1;
+	push_down(t, n->child[0], r, value, true);
+	push_down(t, n->child[1], r, value, true);
 	return 0;
 }
 
@@ -473,35 +656,57 @@ bool nettable_first_from(const struct nettable *t, const struct netaddr *a,
 			 unsigned from, unsigned *found)
 {
 	key128 key;
-	uint32_t cur = 0;
+	unsigned s;
+	uint32_t cur;
 	bool any = false;
 	unsigned best = 0;
 
 	if (t == NULL || a == NULL)
 		return false;
 	key_load(a, key);
+	s = key_is_v4(key) ? 1 : 0;
 
+	/* Down from the jump start to the last node containing a. */
+	cur = t->jump[s][block_of(key, s)];
 	for (;;) {
 		const struct node *n = &t->nodes[cur];
+		uint32_t c;
 
-		/* Below a node that does not contain a, nothing does. */
-		if (!key_has_prefix(key, n->key, n->len))
-			break;
-		if (n->nvals > 0) {
-			const unsigned *vals = node_values(n);
-			unsigned i = lower_bound(vals, n->nvals, from);
-			if (i < n->nvals && (!any || vals[i] < best)) {
-				best = vals[i];
-				any = true;
-				if (best == from)
-					break; /* nothing can beat it */
-			}
-		}
 		if (n->len == 128)
 			break;
-		cur = n->child[key_bit(key, n->len)];
-		if (cur == 0)
+		c = n->child[key_bit(key, n->len)];
+		if (c == 0)
 			break;
+		n = &t->nodes[c];
+		if (!key_has_prefix(key, n->key, n->len))
+			break; /* below a node not containing a, nothing does */
+		cur = c;
+	}
+
+	/*
+	 * Then up from its deepest stored prefix: every stored prefix that
+	 * contains a is on that chain.
+	 */
+	for (uint32_t i = t->nodes[cur].prefix; i != 0; i = t->prefixes[i].up) {
+		const struct prefix *p = &t->prefixes[i];
+		const unsigned *vals;
+		unsigned k;
+
+		if (p->chain_min >= from) {
+			/* Nothing here or above is below from: chain_min wins. */
+			if (!any || p->chain_min < best)
+				best = p->chain_min;
+			any = true;
+			break;
+		}
+		vals = prefix_values(t, p);
+		k = lower_bound(vals, p->nvals, from);
+		if (k < p->nvals && (!any || vals[k] < best)) {
+			best = vals[k];
+			any = true;
+			if (best == from)
+				break; /* nothing can beat it */
+		}
 	}
 	if (any && found != NULL)
 		*found = best;
@@ -510,5 +715,5 @@ bool nettable_first_from(const struct nettable *t, const struct netaddr *a,
 
 size_t nettable_size(const struct nettable *t)
 {
-	return t ? t->nprefixes : 0;
+	return t ? t->nprefixes - 1 : 0;
 }

@@ -44,13 +44,24 @@ bool netaddr_is_v4(const struct netaddr *a);
  */
 int netprefix_parse(const char *text, struct netprefix *out, const char **why);
 
-/* A table of prefixes, each carrying a set of unsigned values (rule indices). */
+/*
+ * A table of prefixes, each carrying a set of unsigned values (rule indices).
+ * Lookups do not scan: a path-compressed trie, entered through jump tables.
+ * Since IPv4 is ::ffff:0:0/96, an IPv6 prefix that covers that block (::/0,
+ * or an odd one like ::/80) also contains every IPv4 client; ordinary IPv6
+ * prefixes never do.
+ */
 struct nettable;
 
+/* NULL on ENOMEM.  About 512 KiB of jump tables, mapped as they are used. */
 struct nettable *nettable_new(void);
 void nettable_free(struct nettable *t);
 
-/* Adds value under prefix (duplicates are kept once).  0, or -1 on ENOMEM. */
+/*
+ * Adds value under prefix (duplicates are kept once; host bits are ignored).
+ * 0, or -1 on ENOMEM (or a NULL argument, or len > 128), leaving the table
+ * as it was.  Cheapest when values arrive in increasing order (rule order).
+ */
 int nettable_add(struct nettable *t, const struct netprefix *p, unsigned value);
 
 /*

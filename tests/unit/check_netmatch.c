@@ -105,6 +105,22 @@ static const char *reason(const char *text)
 
 #define ck_assert_reason(text, want) ck_assert_str_eq(reason(text), (want))
 
+/*
+ * Named copies: Check keeps a pointer to its argument past the statement
+ * that made it, which a temporary struct would not outlive.
+ */
+#define ck_assert_walk(t, a, want) \
+	do { \
+		struct text walked_ = walk(t, a); \
+		ck_assert_str_eq(walked_.s, want); \
+	} while (0)
+
+#define ck_assert_format(a, want) \
+	do { \
+		struct text formatted_ = format(a); \
+		ck_assert_str_eq(formatted_.s, want); \
+	} while (0)
+
 /* ---- addresses ---------------------------------------------------------- */
 
 START_TEST(test_v4_roundtrip)
@@ -116,7 +132,7 @@ START_TEST(test_v4_roundtrip)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct netaddr a = addr(cases[i]);
 		ck_assert(netaddr_is_v4(&a));
-		ck_assert_str_eq(format(&a).s, cases[i]);
+		ck_assert_format(&a, cases[i]);
 	}
 }
 END_TEST
@@ -142,7 +158,7 @@ START_TEST(test_v6_roundtrip)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct netaddr a = addr(cases[i]);
 		ck_assert(!netaddr_is_v4(&a));
-		ck_assert_str_eq(format(&a).s, cases[i]);
+		ck_assert_format(&a, cases[i]);
 	}
 }
 END_TEST
@@ -151,9 +167,9 @@ START_TEST(test_v6_canonical_form)
 {
 	struct netaddr a = addr("2001:DB8:0:0:0:0:0:0001");
 
-	ck_assert_str_eq(format(&a).s, "2001:db8::1");
+	ck_assert_format(&a, "2001:db8::1");
 	a = addr("2001:db8:0:0:1:0:0:1");
-	ck_assert_str_eq(format(&a).s, "2001:db8::1:0:0:1");
+	ck_assert_format(&a, "2001:db8::1:0:0:1");
 }
 END_TEST
 
@@ -166,8 +182,8 @@ START_TEST(test_mapped_is_v4)
 	ck_assert_mem_eq(v4.b, mapped.b, 16);
 	ck_assert_mem_eq(v4.b, hex.b, 16);
 	ck_assert(netaddr_is_v4(&mapped));
-	ck_assert_str_eq(format(&mapped).s, "192.0.2.1");
-	ck_assert_str_eq(format(&hex).s, "192.0.2.1");
+	ck_assert_format(&mapped, "192.0.2.1");
+	ck_assert_format(&hex, "192.0.2.1");
 }
 END_TEST
 
@@ -234,7 +250,7 @@ START_TEST(test_from_sockaddr)
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(0xc0000201); /* 192.0.2.1 */
 	ck_assert_int_eq(netaddr_from_sockaddr((struct sockaddr *)&sin, &a), 0);
-	ck_assert_str_eq(format(&a).s, "192.0.2.1");
+	ck_assert_format(&a, "192.0.2.1");
 
 	memset(&sin6, 0, sizeof sin6);
 	sin6.sin6_family = AF_INET6;
@@ -244,7 +260,7 @@ START_TEST(test_from_sockaddr)
 	sin6.sin6_addr.s6_addr[15] = 7;
 	ck_assert_int_eq(netaddr_from_sockaddr((struct sockaddr *)&sin6, &a), 0);
 	ck_assert(netaddr_is_v4(&a));
-	ck_assert_str_eq(format(&a).s, "192.0.0.7");
+	ck_assert_format(&a, "192.0.0.7");
 
 	sin6.sin6_addr.s6_addr[0] = 0x20;
 	sin6.sin6_addr.s6_addr[1] = 0x01;
@@ -265,7 +281,7 @@ START_TEST(test_prefix_v4)
 	struct netprefix p = prefix("10.0.0.0/8");
 
 	ck_assert_uint_eq(p.len, 104);
-	ck_assert_str_eq(format(&p.addr).s, "10.0.0.0");
+	ck_assert_format(&p.addr, "10.0.0.0");
 	ck_assert_uint_eq(prefix("0.0.0.0/0").len, 96);
 	ck_assert_uint_eq(prefix("255.255.255.255/32").len, 128);
 	ck_assert_uint_eq(prefix("10.0.0.0/008").len, 104);
@@ -277,7 +293,7 @@ START_TEST(test_prefix_v6)
 	struct netprefix p = prefix("2001:db8::/32");
 
 	ck_assert_uint_eq(p.len, 32);
-	ck_assert_str_eq(format(&p.addr).s, "2001:db8::");
+	ck_assert_format(&p.addr, "2001:db8::");
 	ck_assert_uint_eq(prefix("::/0").len, 0);
 	ck_assert_uint_eq(prefix("::1/128").len, 128);
 	ck_assert_uint_eq(prefix("8000::/1").len, 1);
@@ -289,10 +305,10 @@ START_TEST(test_prefix_host)
 	struct netprefix p = prefix("192.0.2.7");
 
 	ck_assert_uint_eq(p.len, 128);
-	ck_assert_str_eq(format(&p.addr).s, "192.0.2.7");
+	ck_assert_format(&p.addr, "192.0.2.7");
 	p = prefix("::1");
 	ck_assert_uint_eq(p.len, 128);
-	ck_assert_str_eq(format(&p.addr).s, "::1");
+	ck_assert_format(&p.addr, "::1");
 }
 END_TEST
 
@@ -471,10 +487,10 @@ START_TEST(test_v4_rule_matches_mapped_client)
 	unsigned found = 0;
 
 	add(t, "10.0.0.0/8", 3);
-	ck_assert_str_eq(walk(t, "::ffff:10.1.2.3").s, "3");
-	ck_assert_str_eq(walk(t, "10.1.2.3").s, "3");
-	ck_assert_str_eq(walk(t, "::ffff:11.1.2.3").s, "");
-	ck_assert_str_eq(walk(t, "::10.1.2.3").s, ""); /* compatible, not mapped */
+	ck_assert_walk(t, "::ffff:10.1.2.3", "3");
+	ck_assert_walk(t, "10.1.2.3", "3");
+	ck_assert_walk(t, "::ffff:11.1.2.3", "");
+	ck_assert_walk(t, "::10.1.2.3", ""); /* compatible, not mapped */
 
 	/* The same client as it arrives from an IPv6 socket. */
 	memset(&sin6, 0, sizeof sin6);
@@ -503,12 +519,12 @@ START_TEST(test_v6_rule_skips_v4_client)
 	add(t, "8000::/1", 7);
 	add(t, "::ffff:0:0:0/96", 8); /* SIIT, next to the mapped block */
 	for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
-		ck_assert_str_eq(walk(t, clients[i]).s, "");
-	ck_assert_str_eq(walk(t, "2001:db8::25").s, "1 2");
+		ck_assert_walk(t, clients[i], "");
+	ck_assert_walk(t, "2001:db8::25", "1 2");
 
 	add(t, "::/0", 9);
 	for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
-		ck_assert_str_eq(walk(t, clients[i]).s, "9");
+		ck_assert_walk(t, clients[i], "9");
 	nettable_free(t);
 }
 END_TEST
@@ -524,7 +540,7 @@ START_TEST(test_table_empty)
 	ck_assert_uint_eq(nettable_size(t), 0);
 	ck_assert(!nettable_first_from(t, &a, 0, &found));
 	ck_assert_uint_eq(found, 42);
-	ck_assert_str_eq(walk(t, "::").s, "");
+	ck_assert_walk(t, "::", "");
 	nettable_free(t);
 	nettable_free(NULL);
 }
@@ -554,14 +570,14 @@ START_TEST(test_order_nested)
 	struct nettable *t = nested_table();
 
 	ck_assert_uint_eq(nettable_size(t), 8);
-	ck_assert_str_eq(walk(t, "10.1.2.3").s, "3 5 7 12 15 20 30 40");
-	ck_assert_str_eq(walk(t, "10.1.2.4").s, "3 5 7 12 15 20 40");
-	ck_assert_str_eq(walk(t, "10.1.9.9").s, "3 5 12 15 20 40");
-	ck_assert_str_eq(walk(t, "10.2.0.1").s, "2 5 15 20 40");
-	ck_assert_str_eq(walk(t, "10.3.0.1").s, "5 15 20 40");
-	ck_assert_str_eq(walk(t, "192.168.1.1").s, "1 15 40");
-	ck_assert_str_eq(walk(t, "11.0.0.1").s, "15 40");
-	ck_assert_str_eq(walk(t, "2001:db8::1").s, "40");
+	ck_assert_walk(t, "10.1.2.3", "3 5 7 12 15 20 30 40");
+	ck_assert_walk(t, "10.1.2.4", "3 5 7 12 15 20 40");
+	ck_assert_walk(t, "10.1.9.9", "3 5 12 15 20 40");
+	ck_assert_walk(t, "10.2.0.1", "2 5 15 20 40");
+	ck_assert_walk(t, "10.3.0.1", "5 15 20 40");
+	ck_assert_walk(t, "192.168.1.1", "1 15 40");
+	ck_assert_walk(t, "11.0.0.1", "15 40");
+	ck_assert_walk(t, "2001:db8::1", "40");
 	nettable_free(t);
 }
 END_TEST
@@ -600,12 +616,12 @@ START_TEST(test_order_insertion_independent)
 	add(b, "2001:db8::/32", 2);
 	add(b, "2001:db8:1::/48", 3);
 	add(b, "2001:db8:1:2::/64", 4);
-	ck_assert_str_eq(walk(a, "2001:db8:1:2::9").s, "1 2 3 4");
-	ck_assert_str_eq(walk(b, "2001:db8:1:2::9").s, "1 2 3 4");
-	ck_assert_str_eq(walk(a, "2001:db8:1:3::9").s, "1 2 3");
-	ck_assert_str_eq(walk(b, "2001:db8:1:3::9").s, "1 2 3");
-	ck_assert_str_eq(walk(a, "2001:db9::").s, "1");
-	ck_assert_str_eq(walk(b, "2001:db9::").s, "1");
+	ck_assert_walk(a, "2001:db8:1:2::9", "1 2 3 4");
+	ck_assert_walk(b, "2001:db8:1:2::9", "1 2 3 4");
+	ck_assert_walk(a, "2001:db8:1:3::9", "1 2 3");
+	ck_assert_walk(b, "2001:db8:1:3::9", "1 2 3");
+	ck_assert_walk(a, "2001:db9::", "1");
+	ck_assert_walk(b, "2001:db9::", "1");
 	nettable_free(a);
 	nettable_free(b);
 }
@@ -619,12 +635,12 @@ START_TEST(test_same_value_twice)
 	add(t, "10.0.0.0/8", 4);
 	add(t, "::ffff:10.0.0.0/104", 4); /* the same prefix, written as IPv6 */
 	ck_assert_uint_eq(nettable_size(t), 1);
-	ck_assert_str_eq(walk(t, "10.9.9.9").s, "4");
+	ck_assert_walk(t, "10.9.9.9", "4");
 	add(t, "10.0.0.0/8", 2);
 	add(t, "10.0.0.0/8", 4);
 	add(t, "10.0.0.0/8", 2);
 	ck_assert_uint_eq(nettable_size(t), 1);
-	ck_assert_str_eq(walk(t, "10.9.9.9").s, "2 4");
+	ck_assert_walk(t, "10.9.9.9", "2 4");
 	nettable_free(t);
 }
 END_TEST
@@ -637,7 +653,7 @@ START_TEST(test_same_value_nested)
 	add(t, "10.0.0.0/8", 6);
 	add(t, "10.1.0.0/16", 6);
 	ck_assert_uint_eq(nettable_size(t), 2);
-	ck_assert_str_eq(walk(t, "10.1.0.1").s, "6");
+	ck_assert_walk(t, "10.1.0.1", "6");
 	nettable_free(t);
 }
 END_TEST
@@ -650,15 +666,15 @@ START_TEST(test_branch_point_becomes_prefix)
 	add(t, "10.0.0.0/24", 1);
 	add(t, "10.0.1.0/24", 2);
 	ck_assert_uint_eq(nettable_size(t), 2);
-	ck_assert_str_eq(walk(t, "10.0.0.5").s, "1");
-	ck_assert_str_eq(walk(t, "10.0.1.5").s, "2");
-	ck_assert_str_eq(walk(t, "10.0.2.5").s, "");
+	ck_assert_walk(t, "10.0.0.5", "1");
+	ck_assert_walk(t, "10.0.1.5", "2");
+	ck_assert_walk(t, "10.0.2.5", "");
 	/* ... which only matches once it is stored itself. */
 	add(t, "10.0.0.0/23", 3);
 	ck_assert_uint_eq(nettable_size(t), 3);
-	ck_assert_str_eq(walk(t, "10.0.0.5").s, "1 3");
-	ck_assert_str_eq(walk(t, "10.0.1.5").s, "2 3");
-	ck_assert_str_eq(walk(t, "10.0.2.5").s, "");
+	ck_assert_walk(t, "10.0.0.5", "1 3");
+	ck_assert_walk(t, "10.0.1.5", "2 3");
+	ck_assert_walk(t, "10.0.2.5", "");
 	nettable_free(t);
 }
 END_TEST
@@ -689,8 +705,8 @@ START_TEST(test_extreme_values)
 
 	add(t, "::/0", UINT_MAX);
 	add(t, "::1", 0);
-	ck_assert_str_eq(walk(t, "::1").s, "0 4294967295");
-	ck_assert_str_eq(walk(t, "::2").s, "4294967295");
+	ck_assert_walk(t, "::1", "0 4294967295");
+	ck_assert_walk(t, "::2", "4294967295");
 	nettable_free(t);
 }
 END_TEST
@@ -715,7 +731,91 @@ START_TEST(test_add_masks_host_bits)
 
 	p.len = 104;
 	ck_assert_int_eq(nettable_add(t, &p, 1), 0);
-	ck_assert_str_eq(walk(t, "10.200.0.1").s, "1");
+	ck_assert_walk(t, "10.200.0.1", "1");
+	nettable_free(t);
+}
+END_TEST
+
+/*
+ * Prefixes at the edges of the first 16 bits of IPv4 and IPv6 (where the
+ * table starts its walks) and above the IPv4 space, added in both orders.
+ */
+static const struct {
+	const char *prefix;
+	unsigned value;
+} edge_prefixes[] = {
+	{ "::/80", 1 },       /* above ::ffff:0:0/96, so it holds all of IPv4 */
+	{ "0.0.0.0/0", 2 },
+	{ "10.0.0.0/15", 3 },
+	{ "10.0.0.0/16", 4 },
+	{ "10.0.0.0/17", 5 },
+	{ "2000::/15", 6 },
+	{ "2001::/16", 7 },
+	{ "2001::/17", 8 },
+	{ "2000::/3", 9 },
+	{ "::ffff:10.0.0.0/111", 10 }, /* 10.0.0.0/15 again */
+};
+
+static void check_edges(const struct nettable *t)
+{
+	ck_assert_uint_eq(nettable_size(t), 9);
+	ck_assert_walk(t, "10.0.0.1", "1 2 3 4 5 10");
+	ck_assert_walk(t, "10.0.128.1", "1 2 3 4 10");
+	ck_assert_walk(t, "10.1.0.1", "1 2 3 10");
+	ck_assert_walk(t, "10.2.0.1", "1 2");
+	ck_assert_walk(t, "9.255.255.255", "1 2");
+	ck_assert_walk(t, "::1", "1");
+	ck_assert_walk(t, "::1:0:0:1", "");
+	ck_assert_walk(t, "2001::1", "6 7 8 9");
+	ck_assert_walk(t, "2001:8000::1", "6 7 9");
+	ck_assert_walk(t, "2000::1", "6 9");
+	ck_assert_walk(t, "2002::1", "9");
+	ck_assert_walk(t, "4000::1", "");
+}
+
+START_TEST(test_edges_forward)
+{
+	struct nettable *t = nettable_new();
+
+	for (size_t i = 0; i < sizeof edge_prefixes / sizeof edge_prefixes[0]; i++)
+		add(t, edge_prefixes[i].prefix, edge_prefixes[i].value);
+	check_edges(t);
+	nettable_free(t);
+}
+END_TEST
+
+START_TEST(test_edges_backward)
+{
+	struct nettable *t = nettable_new();
+
+	for (size_t i = sizeof edge_prefixes / sizeof edge_prefixes[0]; i-- > 0;)
+		add(t, edge_prefixes[i].prefix, edge_prefixes[i].value);
+	check_edges(t);
+	nettable_free(t);
+}
+END_TEST
+
+START_TEST(test_short_prefix_added_last)
+{
+	/* A wide prefix with the smallest value arrives after many narrow ones. */
+	struct nettable *t = nettable_new();
+	char text[32];
+
+	for (unsigned i = 0; i < 256; i++) {
+		snprintf(text, sizeof text, "10.%u.0.0/16", i);
+		add(t, text, 100 + i);
+		snprintf(text, sizeof text, "10.%u.%u.0/24", i, i);
+		add(t, text, 1000 + i);
+	}
+	ck_assert_walk(t, "10.7.7.7", "107 1007");
+	add(t, "0.0.0.0/0", 5);
+	add(t, "10.0.0.0/8", 50);
+	add(t, "::/0", 1);
+	ck_assert_uint_eq(nettable_size(t), 515);
+	ck_assert_walk(t, "10.7.7.7", "1 5 50 107 1007");
+	ck_assert_walk(t, "10.7.8.7", "1 5 50 107");
+	ck_assert_walk(t, "11.7.7.7", "1 5");
+	ck_assert_walk(t, "2001:db8::", "1");
 	nettable_free(t);
 }
 END_TEST
@@ -886,16 +986,43 @@ static bool agrees(const struct nettable *t, const struct netaddr *a, unsigned f
 }
 
 /*
- * Plain ifs rather than ck_assert in the loops: each ck_assert talks to
- * the parent process, which would dominate the run time.
+ * Checks the table against the naive scan for one address: the caller's
+ * loop (from = 0, then each found + 1) and one arbitrary starting point.
+ * Returns the number of distinct values, or -1 (with *bad_from) on a
+ * mismatch.  Plain ifs, not ck_assert: each ck_assert talks to the parent
+ * process, which would dominate the run time.
  */
+static long check_addr(const struct nettable *t, const struct entry *e, size_t n,
+		       const struct netaddr *a, unsigned *want, uint64_t *seed,
+		       unsigned *bad_from)
+{
+	size_t m = naive_values(e, n, a, want);
+	unsigned from = 0;
+
+	for (size_t i = 0; i <= m; i++) {
+		if (!agrees(t, a, from, want, m)) {
+			*bad_from = from;
+			return -1;
+		}
+		if (i < m)
+			from = want[i] + 1;
+	}
+	from = rng_below(seed, RAND_VALUES + 1);
+	if (!agrees(t, a, from, want, m)) {
+		*bad_from = from;
+		return -1;
+	}
+	return (long)m;
+}
+
 START_TEST(test_random_cross_check)
 {
 	uint64_t seed = UINT64_C(0x6e65746d61746368);
 	struct entry *e = calloc(RAND_PREFIXES, sizeof *e);
 	unsigned *want = calloc(RAND_PREFIXES, sizeof *want);
 	struct nettable *t = nettable_new();
-	size_t distinct = 0, matched_any = 0, most = 0;
+	size_t distinct = 0, matched_any = 0;
+	long most = 0;
 
 	ck_assert_ptr_nonnull(e);
 	ck_assert_ptr_nonnull(want);
@@ -917,35 +1044,56 @@ START_TEST(test_random_cross_check)
 
 	for (size_t k = 0; k < RAND_ADDRS; k++) {
 		struct netaddr a;
-		size_t m;
-		unsigned from;
+		unsigned bad_from;
+		long m;
 
 		random_addr(&seed, e, RAND_PREFIXES, &a);
-		m = naive_values(e, RAND_PREFIXES, &a, want);
+		m = check_addr(t, e, RAND_PREFIXES, &a, want, &seed, &bad_from);
+		if (m < 0)
+			ck_abort_msg("address %zu (%s), from %u: table disagrees",
+				     k, format(&a).s, bad_from);
 		matched_any += m > 0;
 		if (m > most)
 			most = m;
-
-		/* The caller's loop: from = 0, then each found + 1 ... */
-		from = 0;
-		for (size_t i = 0; i <= m; i++) {
-			if (!agrees(t, &a, from, want, m))
-				ck_abort_msg("address %zu (%s), from %u: table disagrees",
-					     k, format(&a).s, from);
-			if (i < m)
-				from = want[i] + 1;
-		}
-		/* ... and one arbitrary starting point. */
-		from = rng_below(&seed, RAND_VALUES + 1);
-		if (!agrees(t, &a, from, want, m))
-			ck_abort_msg("address %zu (%s), from %u: table disagrees",
-				     k, format(&a).s, from);
 	}
 	/* The data must exercise misses, hits and deep nesting. */
 	ck_assert_uint_gt(matched_any, RAND_ADDRS / 2);
 	ck_assert_uint_lt(matched_any, RAND_ADDRS);
-	ck_assert_uint_ge(most, 5);
+	ck_assert_int_ge(most, 5);
 
+	nettable_free(t);
+	free(want);
+	free(e);
+}
+END_TEST
+
+/* The same, checked after every single add, to catch upkeep mistakes. */
+START_TEST(test_random_incremental)
+{
+	enum { N = 400, PER_ADD = 20 };
+	uint64_t seed = UINT64_C(0x696e6372656d656e);
+	struct entry *e = calloc(N, sizeof *e);
+	unsigned *want = calloc(N, sizeof *want);
+	struct nettable *t = nettable_new();
+
+	ck_assert_ptr_nonnull(e);
+	ck_assert_ptr_nonnull(want);
+	ck_assert_ptr_nonnull(t);
+	for (size_t i = 0; i < N; i++) {
+		random_prefix(&seed, e, i, &e[i].p);
+		e[i].value = rng_below(&seed, RAND_VALUES);
+		if (nettable_add(t, &e[i].p, e[i].value) != 0)
+			ck_abort_msg("add %zu failed", i);
+		for (size_t k = 0; k < PER_ADD; k++) {
+			struct netaddr a;
+			unsigned bad_from;
+
+			random_addr(&seed, e, i + 1, &a);
+			if (check_addr(t, e, i + 1, &a, want, &seed, &bad_from) < 0)
+				ck_abort_msg("after add %zu, address %s, from %u: table disagrees",
+					     i, format(&a).s, bad_from);
+		}
+	}
 	nettable_free(t);
 	free(want);
 	free(e);
@@ -1007,11 +1155,15 @@ static Suite *netmatch_suite(void)
 	tcase_add_test(table_tc, test_extreme_values);
 	tcase_add_test(table_tc, test_add_rejects_bad_length);
 	tcase_add_test(table_tc, test_add_masks_host_bits);
+	tcase_add_test(table_tc, test_edges_forward);
+	tcase_add_test(table_tc, test_edges_backward);
+	tcase_add_test(table_tc, test_short_prefix_added_last);
 	suite_add_tcase(s, table_tc);
 
 	/* Generous: slow under valgrind and sanitizers. */
 	tcase_set_timeout(random_tc, 300);
 	tcase_add_test(random_tc, test_random_cross_check);
+	tcase_add_test(random_tc, test_random_incremental);
 	suite_add_tcase(s, random_tc);
 	return s;
 }
