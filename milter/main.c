@@ -21,6 +21,7 @@
 #include "callbacks.h"
 #include "config.h"
 #include "doorserver.h"
+#include "explain.h"
 #include "log.h"
 #include "policydoor.h"
 #include "socketmapdoor.h"
@@ -45,13 +46,15 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: milter-cmdgate [-f] [-n] [-c FILE] [-p SOCKET] [-u USER[:GROUP]] [-P PIDFILE]\n"
 		"       milter-cmdgate -V\n"
+		"       milter-cmdgate explain CODE...\n"
 		"  -c FILE    policy file (default %s)\n"
 		"  -p SOCKET  milter socket: unix:/path, local:/path, inet:port@host, inet6:port@[addr]\n"
 		"  -f         stay in the foreground\n"
 		"  -n         check the policy file and exit (0 fine, 78 broken)\n"
 		"  -u USER[:GROUP]  open the socket as root, then run as USER\n"
 		"  -P PIDFILE write the daemon's process id to PIDFILE\n"
-		"  -V         print the version and exit\n",
+		"  -V         print the version and exit\n"
+		"  explain CODE...  what SMTP reply codes (550) or enhanced status codes (5.5.1) mean\n",
 		DEFAULT_CONFIG);
 }
 
@@ -209,6 +212,10 @@ static void log_start(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* A subcommand for the administrator, not the daemon: see explain.c. */
+	if (argc >= 2 && strcmp(argv[1], "explain") == 0)
+		return explain_main(argc - 2, argv + 2, stdout, stderr);
+
 	struct options opt;
 	if (parse_options(argc, argv, &opt) < 0)
 		return EX_USAGE;
