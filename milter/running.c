@@ -102,7 +102,16 @@ int running_start_reload_thread(void)
 	static sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
-	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+	/*
+	 * The reload thread must not take SIGHUP, SIGTERM or SIGINT either:
+	 * libmilter's own signal thread waits for those to stop smfi_main()
+	 * cleanly, and a thread that left them unblocked would die of them.
+	 */
+	sigset_t all = set;
+	sigaddset(&all, SIGHUP);
+	sigaddset(&all, SIGTERM);
+	sigaddset(&all, SIGINT);
+	if (pthread_sigmask(SIG_BLOCK, &all, NULL) != 0)
 		return -1;
 	pthread_t tid;
 	if (pthread_create(&tid, NULL, reload_thread, &set) != 0)

@@ -20,8 +20,9 @@ void running_release(struct policy *p);
 int running_reload(void);
 
 /*
- * Blocks SIGUSR1 in the calling thread (so in every thread it creates
- * later) and starts a thread that reloads on each SIGUSR1.  Call before
+ * Blocks SIGUSR1, SIGHUP, SIGTERM and SIGINT in the calling thread (so in
+ * every thread it creates later) and starts a thread that reloads on each
+ * SIGUSR1; libmilter's signal thread takes the other three.  Call before
  * smfi_main().
  */
 int running_start_reload_thread(void);
