@@ -14,4 +14,5 @@ apt-get install -y -q --no-install-recommends \
 	build-essential autoconf automake pkg-config \
 	libmilter-dev libconfig-dev check \
 	postfix rsyslog python3 procps \
-	m4 libwrap0 debootstrap
+	m4 libwrap0 debootstrap \
+	groff-base man-db
