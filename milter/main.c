@@ -237,7 +237,12 @@ int main(int argc, char **argv)
 	struct identity id;
 	if (opt.user != NULL && lookup_user(opt.user, &id) < 0)
 		return EX_USAGE;
-	const char *spec = opt.socket ? opt.socket : policy->socket;
+	/* A reload frees the first policy: the socket's name must outlive it. */
+	char *spec = strdup(opt.socket ? opt.socket : policy->socket);
+	if (spec == NULL) {
+		fprintf(stderr, "milter-cmdgate: out of memory\n");
+		return EX_OSERR;
+	}
 	if (callbacks_register() < 0) {
 		fprintf(stderr, "milter-cmdgate: smfi_register failed\n");
 		return EX_SOFTWARE;
@@ -285,6 +290,7 @@ int main(int argc, char **argv)
 		unlink(path);
 	if (opt.pidfile != NULL)
 		unlink(opt.pidfile);
+	free(spec);
 	running_clear();
 	log_msg(rc == MI_SUCCESS ? LOG_INFO : LOG_ERR, "milter-cmdgate exiting with status %d",
 		rc == MI_SUCCESS ? EX_OK : EX_SOFTWARE);
