@@ -18,11 +18,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from test_milter_door import Environment  # noqa: E402
 
 SRCDIR = os.environ.get("srcdir") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "..", "..")
@@ -49,51 +49,6 @@ REJECTED = "502 5.5.1 %s command not implemented"
 ENV = None
 
 
-class Environment:
-    """A milter on POLICY and a private Postfix calling it."""
-
-    def __init__(self):
-        self.log = None
-        self.workdir = None
-        self.policy_path = None
-        self.milter = None
-        self.postfix = None
-
-    def start(self):
-        try:
-            self.log = h.MailLog()
-            h.check_syslog(self.log)
-            self.workdir = tempfile.mkdtemp(prefix="cmdgate-it-")
-            os.chmod(self.workdir, 0o755)
-            h.mark_owned(self.workdir)
-            self.policy_path = os.path.join(self.workdir, "cmdgate.conf")
-            self.write_policy(POLICY)
-            self.milter = h.MilterProcess(self.policy_path, workdir=self.workdir).start()
-            self.postfix = h.PostfixInstance(milter_port=self.milter.port).start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def write_policy(self, text):
-        with open(self.policy_path + ".new", "w") as f:
-            f.write(text)
-        os.replace(self.policy_path + ".new", self.policy_path)
-
-    def stop(self):
-        try:
-            if self.postfix is not None:
-                self.postfix.stop()
-        finally:
-            try:
-                if self.milter is not None:
-                    self.milter.stop()
-            finally:
-                if self.workdir is not None:
-                    shutil.rmtree(self.workdir, ignore_errors=True)
-                    self.workdir = None
-
-
 def fail2ban_regex():
     return h.find_program("fail2ban-regex")
 
@@ -107,8 +62,8 @@ def missing_prerequisites():
 
 def setUpModule():
     global ENV
-    env = Environment()
-    env.start()
+    env = Environment(policy=POLICY)
+    env.start()  # cleans up after itself when it fails
     ENV = env
 
 

@@ -86,9 +86,10 @@ class PostfixFacts:
 
 
 class Environment:
-    """The milter (with POLICY) and a private Postfix that calls it."""
+    """The milter (with POLICY, or the policy text given) and a private Postfix that calls it."""
 
-    def __init__(self):
+    def __init__(self, policy=None):
+        self.policy = POLICY if policy is None else policy
         self.log = None
         self.workdir = None
         self.policy_path = None
@@ -104,7 +105,7 @@ class Environment:
             os.chmod(self.workdir, 0o755)
             h.mark_owned(self.workdir)
             self.policy_path = os.path.join(self.workdir, "cmdgate.conf")
-            self.write_policy(POLICY)
+            self.write_policy(self.policy)
             self.milter = h.MilterProcess(self.policy_path, workdir=self.workdir).start()
             self.postfix = h.PostfixInstance(milter_port=self.milter.port,
                                              milter_default_action="tempfail",
