@@ -15,4 +15,5 @@ apt-get install -y -q --no-install-recommends \
 	libmilter-dev libconfig-dev check \
 	postfix rsyslog python3 procps \
 	m4 libwrap0 debootstrap \
-	groff-base man-db fail2ban
+	groff-base man-db fail2ban \
+	clang libclang-rt-14-dev
