@@ -26,6 +26,7 @@ import atexit
 import errno
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -612,12 +613,24 @@ def milter_binary():
 
 
 class MilterProcess:
-    """milter-cmdgate -f -c POLICY -p inet:PORT@127.0.0.1, in the foreground."""
+    """milter-cmdgate -f -c POLICY -p inet:PORT@127.0.0.1, in the foreground.
 
-    def __init__(self, policy_path, port=None, binary=None, workdir=None):
+    SOCKET (a "unix:/path" spec) replaces the inet socket, EXTRA_ARGS are
+    added to the command line (e.g. ["-u", "nobody"]), and WRAPPER runs
+    it under another program that execs it (valgrind, prlimit); the
+    default wrapper is $CMDGATE_WRAPPER, split like a shell would.
+    """
+
+    def __init__(self, policy_path, port=None, binary=None, workdir=None,
+                 socket=None, extra_args=(), wrapper=None):
         self.binary = binary or milter_binary()
         self.policy_path = policy_path
-        self.port = port or pick_port()
+        self.unix_path = socket[len("unix:"):] if socket else None
+        self.port = None if socket else (port or pick_port())
+        self.extra_args = list(extra_args)
+        if wrapper is None:
+            wrapper = shlex.split(os.environ.get("CMDGATE_WRAPPER", ""))
+        self.wrapper = list(wrapper)
         self.workdir = workdir or os.path.dirname(os.path.abspath(policy_path))
         self.output_path = os.path.join(self.workdir, "milter-cmdgate.out")
         self.proc = None
@@ -625,10 +638,18 @@ class MilterProcess:
 
     @property
     def socket_spec(self):
+        if self.unix_path:
+            return "unix:" + self.unix_path
         return "inet:%d@127.0.0.1" % self.port
 
     def argv(self):
-        return [self.binary, "-f", "-c", self.policy_path, "-p", self.socket_spec]
+        return self.wrapper + [self.binary, "-f", "-c", self.policy_path,
+                               "-p", self.socket_spec] + self.extra_args
+
+    def listening(self):
+        if self.unix_path:
+            return unix_listening(self.unix_path)
+        return port_listening("127.0.0.1", self.port)
 
     def start(self, timeout=10.0):
         if not os.access(self.binary, os.X_OK):
@@ -645,14 +666,15 @@ class MilterProcess:
         with open(os.path.join(self.workdir, "milter-cmdgate.pid"), "w") as f:
             f.write("%d\n" % self.pid)
         deadline = time.monotonic() + timeout
-        while not port_listening("127.0.0.1", self.port):
+        while not self.listening():
             if self.proc.poll() is not None:
                 raise HarnessError("%s exited with status %s before listening:\n%s"
                                    % (" ".join(self.argv()), self.proc.returncode, self.output()))
             if time.monotonic() > deadline:
                 self.stop()
-                raise HarnessError("%s does not listen on 127.0.0.1:%d after %.0f s:\n%s"
-                                   % (" ".join(self.argv()), self.port, timeout, self.output()))
+                raise HarnessError("%s does not listen on %s after %.0f s:\n%s"
+                                   % (" ".join(self.argv()), self.socket_spec, timeout,
+                                      self.output()))
             time.sleep(0.05)
         return self
 
@@ -675,6 +697,8 @@ class MilterProcess:
             _live.remove(self)
         if self.proc is None:
             return None
+        if self not in _stopped:
+            _stopped.append(self)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -690,6 +714,43 @@ class MilterProcess:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def problems(self):
+        """Sanitizer or valgrind reports in its output (after stop())."""
+        text = self.output()
+        found = [line for line in text.splitlines() if _PROBLEM_RE.search(line)]
+        if found:
+            return ["%s (pid %s): %s" % (self.binary, self.pid, line) for line in found]
+        return []
+
+
+# AddressSanitizer, LeakSanitizer, UndefinedBehaviorSanitizer, valgrind memcheck
+_PROBLEM_RE = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error: |"
+                         r"==\d+== ERROR SUMMARY: [1-9]|==\d+==\s+definitely lost: [1-9]")
+_stopped = []
+
+
+def milter_problems():
+    """Sanitizer/valgrind reports of every milter stopped so far, as lines."""
+    found = []
+    for m in _stopped:
+        found.extend(m.problems())
+    return found
+
+
+def unix_listening(path):
+    """True if a unix-domain socket at PATH is listening (from /proc/net/unix)."""
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                # Flags 00010000: __SO_ACCEPTCON, a listening socket
+                if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000:
+                    return True
+    except (OSError, StopIteration, ValueError):
+        pass
+    return False
 
 
 # ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ missing prerequisite is a failure (exit 1) instead of a skip.
 The last line printed is "N passed, N failed" (", N skipped" when some were).
 CMDGATE_POSTFIX_ROOT=DIR: the Postfix under test is the one of that Debian
 root, run chrooted (milter-door-trixie.test sets it), not the host's.
+A milter that printed a sanitizer or valgrind report fails the run.
 """
 
 import os
@@ -118,9 +119,14 @@ def main(module_name):
             harness._cleanup_all()
     if result is None:
         return finish(summary(0, total, 0), 1)
+    reports = harness.milter_problems()
+    for line in reports:
+        print("FAIL: sanitizer/valgrind report: " + line)
     passed = len(result.successes)
     skipped = len(result.skipped)
     failed = total - passed - skipped  # errors in module setup count for every test
+    if reports:
+        failed += 1  # the milter's own report: one more failure
     if passed == 0 and failed == 0:
         print("every test was skipped")
         if not required:
