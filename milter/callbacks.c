@@ -22,7 +22,8 @@
 
 /* Macros the audit lines use on top of those the banner template names. */
 #define CONNECT_MACROS "j v _ {client_addr} {client_name} {daemon_name}"
-#define HELO_MAX 64
+/* One byte more than the audit keeps, so that a longer name shows its cut. */
+#define HELO_MAX (AUDIT_VALUE_MAX + 1)
 
 struct session {
 	struct policy *policy;     /* the policy this session started with */
