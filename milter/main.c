@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sysexits.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -133,10 +135,35 @@ static int lookup_user(const char *spec, struct identity *id)
 	return 0;
 }
 
+/*
+ * True when a process accepts connections on the unix socket at path.
+ * libmilter removes whatever socket is there before it binds: that is
+ * right for one a crashed daemon left, wrong for one still in use.
+ */
+static bool socket_in_use(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof sun.sun_path)
+		return false;
+	strcpy(sun.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0)
+		return false;
+	bool live = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+	close(fd);
+	return live;
+}
+
 static int open_socket(const char *spec, unsigned mode, const struct identity *owner)
 {
 	if (smfi_setconn((char *)spec) != MI_SUCCESS) {
 		fprintf(stderr, "milter-cmdgate: bad socket specification \"%s\"\n", spec);
+		return -1;
+	}
+	const char *path = socket_path(spec);
+	if (path != NULL && socket_in_use(path)) {
+		fprintf(stderr, "milter-cmdgate: cannot open socket %s: another process is listening on it\n",
+			spec);
 		return -1;
 	}
 	/* The socket is born with the tight mode, never wider for a moment. */
@@ -148,7 +175,6 @@ static int open_socket(const char *spec, unsigned mode, const struct identity *o
 			spec);
 		return -1;
 	}
-	const char *path = socket_path(spec);
 	if (path == NULL)
 		return 0;
 	if (chmod(path, mode) != 0 ||
