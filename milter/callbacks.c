@@ -11,6 +11,7 @@
 
 #include "audit.h"
 #include "banner.h"
+#include "capacity.h"
 #include "cmdline.h"
 #include "events.h"
 #include "log.h"
@@ -104,10 +105,13 @@ static const char *lookup_macro(void *ctx, const char *name)
 
 static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 {
+	if (!capacity_enter())
+		return SMFIS_TEMPFAIL;
 	struct session *s = calloc(1, sizeof *s);
 	if (s == NULL || (s->policy = running_acquire()) == NULL) {
 		log_msg(LOG_ERR, "cannot start a session: out of memory");
 		free(s);
+		capacity_leave();
 		return SMFIS_TEMPFAIL;
 	}
 	snprintf(s->id, sizeof s->id, "%lx", atomic_fetch_add(&next_session, 1));
@@ -210,6 +214,7 @@ static sfsistat on_close(SMFICTX *ctx)
 
 	running_release(s->policy);
 	free(s);
+	capacity_leave();
 	return SMFIS_CONTINUE;
 }
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "callbacks.h"
+#include "capacity.h"
 #include "config.h"
 #include "doorserver.h"
 #include "explain.h"
@@ -295,6 +296,7 @@ int main(int argc, char **argv)
 
 	log_open(policy->syslog_facility, opt.foreground && isatty(STDERR_FILENO));
 	log_start(argc, argv);
+	capacity_init();
 	running_install(policy);
 	if (running_start_reload_thread() < 0) {
 		log_msg(LOG_ERR, "cannot start the reload thread");

@@ -1,0 +1,478 @@
+"""Faults against a real Postfix 3.7: a milter killed in mid-session and
+restarted, a reload storm under load, clients and MTAs that vanish,
+thousands of sessions at once, and the file descriptor limit.
+
+One milter on a unix socket serves two private Postfix instances, one with
+milter_default_action = tempfail and one with accept.  Each test states
+what it measures in its docstring.  Run through faults.test.
+"""
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+import milterproto as mp  # noqa: E402
+import rig  # noqa: E402
+
+REFUSED = "502 5.5.1 EXPN command not implemented"
+NOT_RECOGNIZED = "500 5.5.2 Error: command not recognized"
+UNAVAILABLE = "451 4.7.1 Service unavailable - try again later"  # MTA-FACTS §6
+
+POLICY = """\
+socket_mode = "0666";
+commands = { EXPN = { action = "reject"; }; TURN = { action = "reject"; }; };
+limits = { probes = 0; };
+"""
+
+
+def storm_policy(letter):
+    """Two valid policies that differ in every reply text."""
+    text = "$verb refused by policy %s %s" % (letter, (letter.lower() * 40))
+    return POLICY + 'reply = { code = 550; status = "5.7.1"; text = "%s"; };\n' % text
+
+
+STORM_REPLIES = {
+    "550 5.7.1 EXPN refused by policy %s %s" % (x, x.lower() * 40): x for x in "AB"}
+
+RIG = None
+
+
+class Env:
+    def __init__(self):
+        self.rig = rig.Rig(POLICY)
+        self.sock = os.path.join(self.rig.workdir, "milter.sock")
+        self.milter = None
+        self.tempfail = self.accept = None
+
+    def start(self):
+        self.milter = self.rig.milter(socket="unix:" + self.sock)
+        milters = {"smtpd_milters": "unix:" + self.sock}
+        self.tempfail = self.rig.postfix(milter_default_action="tempfail", extra_main=milters)
+        self.accept = self.rig.postfix(milter_default_action="accept", extra_main=milters)
+        return self
+
+    def restart(self):
+        self.milter = self.rig.milter(socket="unix:" + self.sock)
+        return self.milter
+
+
+def setUpModule():
+    global RIG
+    env = Env()
+    try:
+        env.start()
+    except BaseException:
+        env.rig.stop()
+        raise
+    RIG = env
+
+
+def tearDownModule():
+    shutdown()
+
+
+def shutdown():
+    global RIG
+    env, RIG = RIG, None
+    if env is not None:
+        env.rig.stop()
+
+
+def smtpd_serving(postfix, client_port):
+    """PID of the smtpd of POSTFIX whose peer is 127.0.0.1:CLIENT_PORT, or None."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote = fields[1].split(":"), fields[2].split(":")
+            if int(local[1], 16) == postfix.port and int(remote[1], 16) == client_port:
+                inodes.add(fields[9])
+    queue = os.path.realpath(postfix.queue_dir)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                if f.read().strip() != "smtpd":
+                    continue
+            if os.path.realpath(os.readlink("/proc/%s/cwd" % pid)) != queue:
+                continue
+            for fd in os.listdir("/proc/%s/fd" % pid):
+                link = os.readlink("/proc/%s/fd/%s" % (pid, fd))
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+class FaultsTest(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        if RIG is None:
+            self.fail("the test environment is not running")
+        self.mark = RIG.rig.log.mark()
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close()
+
+    def diag(self, client=None):
+        text = ""
+        if client is not None:
+            text += "\n--- SMTP transcript ---\n" + client.format_transcript()
+        m = RIG.milter
+        text += "\n--- milter pid %d log ---\n%s" % (m.pid, RIG.rig.log.excerpt(self.mark, pids={m.pid}))
+        if not m.running():
+            text += "\n--- the milter exited (%s); its output ---\n%s" % (m.proc.returncode, m.output())
+        return text
+
+    def smtp(self, postfix, source=None):
+        c = h.smtp_client(postfix, source=source)
+        self.clients.append(c)
+        c.connect()
+        return c
+
+    def expect(self, client, line, reply):
+        try:
+            got = client.command(line)
+        except h.HarnessError as e:
+            self.fail("%r: %s%s" % (line, e, self.diag(client)))
+        self.assertEqual(got, reply, "reply to %r%s" % (line, self.diag(client)))
+
+    def enforced(self, postfix):
+        """A new session on POSTFIX gets the milter's refusal."""
+        c = self.smtp(postfix)
+        self.expect(c, "EHLO enforced.example", "250 CHUNKING")
+        self.expect(c, "EXPN", REFUSED)
+        self.expect(c, "QUIT", "221 2.0.0 Bye")
+
+    def baseline(self, pid):
+        """Threads and descriptors of an idle milter."""
+        time.sleep(0.3)
+        return rig.threads(pid), rig.fds(pid)
+
+    def assertSettles(self, pid, base):
+        now = rig.settle(pid, *base)
+        self.assertEqual(now, base, "threads and descriptors (now, before): %r %r%s"
+                         % (now, base, self.diag()))
+
+    # -- a milter killed in mid-session --------------------------------------
+
+    def kill_and_restart(self, postfix, in_session, new_session):
+        c = self.smtp(postfix)
+        self.expect(c, "EHLO victim.example", "250 CHUNKING")
+        self.expect(c, "EXPN", REFUSED)
+        rig.kill9(RIG.milter)
+        self.assertTrue(os.path.exists(RIG.sock), "kill -9 leaves the socket file behind")
+        for line, reply in in_session:
+            self.expect(c, line, reply)
+        d = self.smtp(postfix)
+        for line, reply in new_session:
+            self.expect(d, line, reply)
+        # restart on the stale socket file: libmilter removes it
+        RIG.restart()
+        self.enforced(postfix)
+
+    def test_01_kill9_tempfail(self):
+        """kill -9 mid-session, milter_default_action = tempfail: 451 4.7.1 until restarted."""
+        self.kill_and_restart(RIG.tempfail, [
+            ("EXPN", UNAVAILABLE),
+            ("MAIL FROM:<a@example.org>", UNAVAILABLE),
+            ("QUIT", "221 2.0.0 Bye"),
+        ], [
+            ("EHLO after.example", "250 CHUNKING"),
+            ("EXPN", UNAVAILABLE),
+            ("MAIL FROM:<a@example.org>", UNAVAILABLE),
+            ("QUIT", "221 2.0.0 Bye"),
+        ])
+
+    def test_02_kill9_accept(self):
+        """kill -9 mid-session, milter_default_action = accept: as if there were no milter."""
+        self.kill_and_restart(RIG.accept, [
+            ("EXPN", NOT_RECOGNIZED),
+            ("MAIL FROM:<a@example.org>", "250 2.1.0 Ok"),
+            ("RCPT TO:<postmaster@%s>" % h.MTA_HOSTNAME, "250 2.1.5 Ok"),
+            ("QUIT", "221 2.0.0 Bye"),
+        ], [
+            ("EHLO after.example", "250 CHUNKING"),
+            ("EXPN", NOT_RECOGNIZED),
+            ("MAIL FROM:<a@example.org>", "250 2.1.0 Ok"),
+            ("QUIT", "221 2.0.0 Bye"),
+        ])
+
+    def test_03_live_socket_not_taken_over(self):
+        """A second daemon on the same unix socket exits 71; the first keeps it."""
+        p = subprocess.run([h.milter_binary(), "-f", "-c", RIG.rig.policy_path,
+                            "-p", "unix:" + RIG.sock], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(p.returncode, 71, p.stdout)
+        self.assertEqual(p.stdout.decode(), "milter-cmdgate: cannot open socket unix:%s: "
+                         "another process is listening on it\n" % RIG.sock)
+        self.assertTrue(RIG.milter.running(), self.diag())
+        self.enforced(RIG.tempfail)
+
+    # -- reload storm ------------------------------------------------------------
+
+    def test_04_reload_storm(self):
+        """100 SIGUSR1 reloads alternating two policies while 50 clients keep sessions going.
+
+        Every session succeeds; every reply is one of the two whole texts and
+        stays the same within a session (a session keeps the policy it began
+        with); the audit agrees; RSS returns to its level before the storm.
+        """
+        m = RIG.milter
+        RIG.rig.write_policy(storm_policy("A"))
+        self.reload(m)
+        # warm up: one round of sessions and reloads, then measure
+        self.storm(m, clients=50, reloads=10)
+        base = self.baseline(m.pid)
+        rss_before = rig.rss_kb(m.pid)
+        self.mark = RIG.rig.log.mark()
+        seen = self.storm(m, clients=50, reloads=100)
+        self.assertEqual(set(seen), {"A", "B"}, "both policies must have served sessions")
+        self.assertSettles(m.pid, base)
+        rss_after = rig.rss_kb(m.pid)
+        print("\nreload storm: %d sessions, RSS %d kB before, %d kB after"
+              % (sum(seen.values()), rss_before, rss_after))
+        self.assertLessEqual(rss_after, rss_before + 512, "RSS grew by %d kB" % (rss_after - rss_before))
+        # audit: every verdict names one whole policy, one per session
+        for sid, lines in rig.sessions(RIG.rig.log, m.pid, self.mark).items():
+            replies = {l["reply"] for l in lines if l["event"] == "command"}
+            self.assertLessEqual(len(replies), 1, "session %s mixed policies: %r" % (sid, replies))
+            self.assertTrue(replies <= set(STORM_REPLIES), replies)
+        RIG.rig.write_policy(POLICY)
+        self.reload(m)
+
+    def reload(self, m):
+        mark = RIG.rig.log.mark()
+        m.reload()
+        rec = RIG.rig.log.wait_for(lambda r: r.pid == m.pid and "configuration reloaded" in r.msg,
+                                   since=mark, timeout=10)
+        self.assertIsNotNone(rec, "no reload line%s" % self.diag())
+
+    def storm(self, m, clients, reloads):
+        """CLIENTS threads run sessions until RELOADS reloads are done; returns {policy: sessions}."""
+        done = threading.Event()
+        results, errors = [], []
+
+        def client():
+            while not done.is_set() or not results:
+                try:
+                    c = h.smtp_client(RIG.tempfail, timeout=30)
+                    c.connect()
+                    replies = [c.command("EXPN") for _ in range(5)]
+                    c.command("QUIT")
+                    c.close()
+                except Exception as e:  # any failure is a finding
+                    errors.append(repr(e))
+                    return
+                results.append(replies)
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(reloads):
+                RIG.rig.write_policy(storm_policy("AB"[(i + 1) % 2]))
+                self.reload(m)
+        finally:
+            done.set()
+            for t in threads:
+                t.join(60)
+        self.assertEqual(errors, [], "sessions failed during the storm%s" % self.diag())
+        seen = {}
+        for replies in results:
+            self.assertIn(replies[0], STORM_REPLIES, replies)
+            self.assertEqual(set(replies), {replies[0]}, "policy changed within a session")
+            seen[STORM_REPLIES[replies[0]]] = seen.get(STORM_REPLIES[replies[0]], 0) + 1
+        return seen
+
+    # -- clients and MTAs that vanish --------------------------------------------
+
+    def test_05_clients_vanish(self):
+        """SMTP clients that hang up at every stage, or reset: each session is closed, nothing leaks."""
+        m = RIG.milter
+        base = self.baseline(m.pid)
+
+        def greet_and_go(c):
+            c.connect()
+
+        def ehlo_and_go(c):
+            c.connect()
+            c.command("EHLO gone.example")
+
+        def half_line(c):
+            c.connect()
+            c.send_raw(b"EXP")
+
+        def reset(c):
+            c.connect()
+            c.command("EHLO reset.example")
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+        def at_once(c):
+            c.sock = socket.create_connection(("127.0.0.1", RIG.tempfail.port))
+
+        ways = [greet_and_go, ehlo_and_go, half_line, reset, at_once]
+        for i in range(50):
+            c = h.smtp_client(RIG.tempfail)
+            ways[i % len(ways)](c)
+            c.close()
+        # every session the milter saw gets its close line
+        found = rig.wait_closed_sessions(RIG.rig.log, m.pid, self.mark, 40, timeout=20)
+        open_ones = [s for s, lines in found.items() if lines[-1]["event"] != "close"]
+        self.assertEqual(open_ones, [], "sessions without a close line%s" % self.diag())
+        self.assertGreaterEqual(len(found), 40, self.diag())
+        self.assertSettles(m.pid, base)
+        self.enforced(RIG.tempfail)
+
+    def test_06_smtpd_killed(self):
+        """Postfix's smtpd killed (-9) in mid-session: the milter closes the session."""
+        m = RIG.milter
+        base = self.baseline(m.pid)
+        c = self.smtp(RIG.tempfail)
+        self.expect(c, "EHLO doomed.example", "250 CHUNKING")
+        self.expect(c, "EXPN", REFUSED)
+        pid = smtpd_serving(RIG.tempfail, c.sock.getsockname()[1])
+        self.assertIsNotNone(pid, "no smtpd found for the session")
+        os.kill(pid, signal.SIGKILL)
+        found = rig.wait_closed_sessions(RIG.rig.log, m.pid, self.mark, 1)
+        self.assertEqual(len(found), 1, self.diag())
+        close = list(found.values())[0][-1]
+        self.assertEqual(rig.items(close), [
+            ("event", "close"), ("door", "milter"), ("client", "127.0.0.1"),
+            ("helo", "doomed.example"), ("commands", "1"), ("refused", "1"),
+            ("2xx", "1"), ("3xx", "0"), ("4xx", "0"), ("5xx", "1")], self.diag())
+        self.assertSettles(m.pid, base)
+        self.enforced(RIG.tempfail)
+
+    def test_07_mta_hangs_up_in_milter_protocol(self):
+        """A raw MTA that hangs up at each step, mid-packet, or sends garbage: daemon unharmed."""
+        m = RIG.milter
+        base = self.baseline(m.pid)
+
+        def run(steps):
+            c = mp.MilterClient(RIG.sock, timeout=10).open()
+            try:
+                steps(c)
+            except mp.MilterError:
+                pass  # the milter hung up on garbage: fine
+            finally:
+                c.close()
+
+        run(lambda c: None)                                   # connect, vanish
+        run(lambda c: c.negotiate())                          # after option negotiation
+        run(lambda c: (c.negotiate(), c.connect()))           # after connect
+        run(lambda c: (c.negotiate(), c.connect(), c.helo("x.example"),
+                       c.sock.sendall(struct.pack(">I", 100) + b"UEXP")))  # mid-packet
+        run(lambda c: (c.negotiate(), c.connect(),
+                       c.sock.sendall(b"\xff\xff\xff\xffU"), c.recv()))  # absurd length
+        run(lambda c: (c.negotiate(), c.connect(), c.send(b"Z", b"junk"), c.recv()))
+        run(lambda c: (c.negotiate(), c.unknown("EXPN")))     # command before connect
+        run(lambda c: (c.negotiate(), c.connect(None), c.unknown("EXPN"), c.unknown("EXPN")))
+        found = rig.wait_closed_sessions(RIG.rig.log, m.pid, self.mark, 5)
+        self.assertEqual([s for s, l in found.items() if l[-1]["event"] != "close"], [],
+                         self.diag())
+        self.assertEqual(len(found), 5, self.diag())
+        self.assertSettles(m.pid, base)
+        self.assertTrue(m.running(), self.diag())
+        self.enforced(RIG.tempfail)
+
+    # -- thousands at once ---------------------------------------------------------
+
+    def test_08_two_thousand_sessions(self):
+        """2000 MTA connections at once: all answered, then every descriptor and thread returned."""
+        m = RIG.milter
+        rig.raise_fd_limit()
+        base = self.baseline(m.pid)
+        n = 2000
+        clients = []
+        try:
+            for _ in range(n):
+                clients.append(mp.MilterClient(RIG.sock, timeout=60).open())
+            for c in clients:  # pipelined: everything sent before anything is read
+                c.send(mp.OPTNEG, struct.pack(">III", mp.VERSION, mp.ACTIONS, mp.PROTOCOL))
+            for c in clients:
+                self.assertEqual(c.recv()[0], mp.OPTNEG)
+                c.sock.sendall(mp.packet(mp.MACRO, mp.CONNECT + b"j\0mx\0")
+                               + mp.packet(mp.CONNECT, b"many.example\x004\x00\x19192.0.2.9\0"))
+            for c in clients:
+                self.assertEqual(c.recv()[0], mp.CONTINUE)
+            held = (rig.threads(m.pid), rig.fds(m.pid))
+            for c in clients:
+                c.send(mp.UNKNOWN, b"EXPN\0")
+            answers = [mp.reply_text(c.recv()) for c in clients]
+            self.assertEqual(set(answers), {REFUSED})
+            print("\n%d sessions open: milter has %d threads, %d descriptors (idle: %d, %d)"
+                  % (n, held[0], held[1], base[0], base[1]))
+            self.assertGreaterEqual(held[1], base[1] + n)
+        finally:
+            for c in clients:
+                try:
+                    c.quit()
+                except OSError:
+                    c.close()
+        found = rig.wait_closed_sessions(RIG.rig.log, m.pid, self.mark, n, timeout=60)
+        self.assertEqual(sum(1 for l in found.values() if l[-1]["event"] == "close"), n)
+        self.assertSettles(m.pid, base)
+        self.enforced(RIG.tempfail)
+
+    def test_09_descriptor_limit(self):
+        """With 128 descriptors: the budget is logged, the session past it gets a tempfail
+        (Postfix: 451 4.7.1), no busy loop, and sessions are taken again once some end."""
+        r = RIG.rig
+        m = r.milter(wrapper=["prlimit", "--nofile=128:128", "--"])
+        pf = r.postfix(milter_port=m.port)
+        rec = r.log.wait_for(lambda x: x.pid == m.pid and "file descriptor limit" in x.msg,
+                             since=self.mark, timeout=5)
+        self.assertIsNotNone(rec, self.diag())
+        budget = int(rec.msg.split("up to ")[1].split()[0])
+        self.assertEqual(rec.msg, "file descriptor limit 128: up to %d MTA connections at once"
+                         % budget)
+        target = ("127.0.0.1", m.port)
+        held = [mp.MilterClient(target).session() for _ in range(budget)]
+        try:
+            extra = mp.MilterClient(target).open()
+            extra.negotiate()
+            self.assertEqual(extra.connect()[0], mp.TEMPFAIL, "session past the budget")
+            extra.close()
+            warning = r.log.wait_for(lambda x: x.pid == m.pid and "refusing new ones" in x.msg,
+                                     since=self.mark, timeout=5)
+            self.assertIsNotNone(warning, self.diag())
+            c = self.smtp(pf)
+            self.expect(c, "EXPN", UNAVAILABLE)
+            self.expect(c, "QUIT", "221 2.0.0 Bye")
+            ticks = cpu_ticks(m.pid)
+            time.sleep(1)
+            self.assertLess(cpu_ticks(m.pid) - ticks, 10, "the milter spins at its limit")
+            held.pop().quit()
+            time.sleep(0.2)
+            d = self.smtp(pf)
+            self.expect(d, "EXPN", REFUSED)
+            self.expect(d, "QUIT", "221 2.0.0 Bye")
+        finally:
+            for c in held:
+                c.close()
+        m2 = r.milter(wrapper=["prlimit", "--nofile=64:4096", "--"])
+        with open("/proc/%d/limits" % m2.pid) as f:
+            line = [l for l in f if l.startswith("Max open files")][0]
+        self.assertEqual(line.split()[3:5], ["4096", "4096"], line)
+
+    def test_99_milter_survived(self):
+        self.assertTrue(RIG.milter.running(), self.diag())
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
