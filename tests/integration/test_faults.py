@@ -468,6 +468,24 @@ class FaultsTest(unittest.TestCase):
             line = [l for l in f if l.startswith("Max open files")][0]
         self.assertEqual(line.split()[3:5], ["4096", "4096"], line)
 
+    def test_10_sigterm_is_an_orderly_stop(self):
+        """SIGTERM with a session open: exit 0, "exiting with status 0" logged,
+        socket and pid file removed (it used to die of the signal instead)."""
+        r = RIG.rig
+        sock = os.path.join(r.workdir, "term.sock")
+        pidfile = os.path.join(r.workdir, "term.pid")
+        m = r.milter(socket="unix:" + sock, extra_args=["-P", pidfile])
+        c = mp.MilterClient(sock).session()
+        self.assertEqual(mp.reply_text(c.unknown("EXPN")), REFUSED)
+        self.assertEqual(m.stop(timeout=20), 0, m.output())
+        c.close()
+        rec = r.log.wait_for(lambda x: x.pid == m.pid and "exiting" in x.msg,
+                             since=self.mark, timeout=5)
+        self.assertIsNotNone(rec, RIG.rig.log.excerpt(self.mark, pids={m.pid}))
+        self.assertEqual(rec.msg, "milter-cmdgate exiting with status 0")
+        self.assertFalse(os.path.exists(sock))
+        self.assertFalse(os.path.exists(pidfile))
+
     def test_99_milter_survived(self):
         self.assertTrue(RIG.milter.running(), self.diag())
 
