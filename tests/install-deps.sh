@@ -16,4 +16,4 @@ apt-get install -y -q --no-install-recommends \
 	postfix rsyslog python3 procps \
 	m4 libwrap0 debootstrap \
 	groff-base man-db fail2ban \
-	clang libclang-rt-14-dev systemd
+	clang libclang-rt-14-dev systemd valgrind
