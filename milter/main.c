@@ -237,6 +237,15 @@ static void log_start(int argc, char **argv)
 	log_msg(LOG_INFO, "milter-cmdgate %s starting (arguments: %s)", PACKAGE_VERSION, args);
 }
 
+/* A start-up failure after the policy was loaded: free what was allocated,
+ * so that leak checkers (make check under ASan) see the exit status. */
+static int give_up(struct policy *policy, char *spec, int status)
+{
+	free(spec);
+	policy_free(policy);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	/* A subcommand for the administrator, not the daemon: see explain.c. */
@@ -263,36 +272,36 @@ int main(int argc, char **argv)
 
 	struct identity id;
 	if (opt.user != NULL && lookup_user(opt.user, &id) < 0)
-		return EX_USAGE;
+		return give_up(policy, NULL, EX_USAGE);
 	/* A reload frees the first policy: the socket's name must outlive it. */
 	char *spec = strdup(opt.socket ? opt.socket : policy->socket);
 	if (spec == NULL) {
 		fprintf(stderr, "milter-cmdgate: out of memory\n");
-		return EX_OSERR;
+		return give_up(policy, NULL, EX_OSERR);
 	}
 	if (callbacks_register() < 0) {
 		fprintf(stderr, "milter-cmdgate: smfi_register failed\n");
-		return EX_SOFTWARE;
+		return give_up(policy, spec, EX_SOFTWARE);
 	}
 	if (open_socket(spec, policy->socket_mode, opt.user ? &id : NULL) < 0)
-		return EX_OSERR;
+		return give_up(policy, spec, EX_OSERR);
 	uid_t uid = opt.user ? id.uid : (uid_t)-1;
 	gid_t gid = opt.user ? id.gid : (gid_t)-1;
 	if ((policy->policy_socket != NULL &&
 	     doorserver_listen(policy->policy_socket, &policy_door, policy->socket_mode, uid, gid) < 0) ||
 	    (policy->socketmap_socket != NULL &&
 	     doorserver_listen(policy->socketmap_socket, &socketmap_door, policy->socket_mode, uid, gid) < 0))
-		return EX_OSERR;
+		return give_up(policy, spec, EX_OSERR);
 	if (!opt.foreground && daemonize() < 0) {
 		fprintf(stderr, "milter-cmdgate: cannot become a daemon: %s\n", strerror(errno));
-		return EX_OSERR;
+		return give_up(policy, spec, EX_OSERR);
 	}
 	if (opt.pidfile != NULL && write_pidfile(opt.pidfile) < 0) {
 		fprintf(stderr, "milter-cmdgate: %s: %s\n", opt.pidfile, strerror(errno));
-		return EX_CANTCREAT;
+		return give_up(policy, spec, EX_CANTCREAT);
 	}
 	if (opt.user != NULL && drop_privileges(&id) < 0)
-		return EX_OSERR;
+		return give_up(policy, spec, EX_OSERR);
 
 	log_open(policy->syslog_facility, opt.foreground && isatty(STDERR_FILENO));
 	log_start(argc, argv);
@@ -300,10 +309,14 @@ int main(int argc, char **argv)
 	running_install(policy);
 	if (running_start_reload_thread() < 0) {
 		log_msg(LOG_ERR, "cannot start the reload thread");
+		running_clear();
+		free(spec);
 		return EX_OSERR;
 	}
 	if (doorserver_start() < 0) {
 		log_msg(LOG_ERR, "cannot start the door server thread");
+		running_clear();
+		free(spec);
 		return EX_OSERR;
 	}
 	log_msg(LOG_INFO, "listening on %s with policy %s", spec, opt.config);

@@ -143,6 +143,13 @@ def kill9(milter):
     milter.proc.wait(10)
 
 
+def sanitized(binary=None):
+    """True for an AddressSanitizer build of the daemon (valgrind cannot
+    run it; its quarantine of freed memory makes RSS say nothing)."""
+    with open(binary or h.milter_binary(), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def raise_fd_limit():
     """This test process holds thousands of sockets: lift its soft limit."""
     import resource

@@ -35,11 +35,6 @@ VALGRIND = ["valgrind", "--error-exitcode=99", "--leak-check=full",
             "--suppressions=" + os.path.join(HERE, "valgrind.supp")]
 
 
-def sanitized(binary):
-    """True for an ASan build, which valgrind cannot run."""
-    with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
-
 
 class MemcheckTest(unittest.TestCase):
     maxDiff = None
@@ -47,7 +42,7 @@ class MemcheckTest(unittest.TestCase):
     def setUp(self):
         if shutil.which("valgrind") is None:
             self.skipTest("valgrind is not installed (apt-get install valgrind)")
-        if sanitized(h.milter_binary()):
+        if rig.sanitized():
             self.skipTest("an AddressSanitizer build: valgrind cannot run it")
         self.rig = rig.Rig(POLICY)
         self.addCleanup(self.rig.stop)
