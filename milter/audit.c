@@ -63,8 +63,27 @@ void audit_start(struct audit_line *l, const char *queue_id)
 	l->text[0] = '\0';
 	if (queue_id == NULL || *queue_id == '\0')
 		queue_id = "NOQUEUE";
-	char id[64];
-	audit_escape(id, sizeof id, queue_id, strlen(queue_id));
+	char raw[4 * AUDIT_VALUE_MAX + 8], id[sizeof raw + 3 * AUDIT_VALUE_MAX + 2];
+	size_t n = audit_escape(raw, sizeof raw, queue_id, strlen(queue_id));
+	/*
+	 * The first ':' must end the prefix: an MTA's queue id has none, so one
+	 * that does is shown quoted with each ':' as \x3a.
+	 */
+	size_t o = 0;
+	bool quote = memchr(raw, ':', n) != NULL && raw[0] != '"';
+	if (quote)
+		id[o++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		if (raw[i] == ':') {
+			memcpy(id + o, "\\x3a", 4);
+			o += 4;
+		} else {
+			id[o++] = raw[i];
+		}
+	}
+	if (quote)
+		id[o++] = '"';
+	id[o] = '\0';
 	l->len = (size_t)snprintf(l->text, sizeof l->text, "%s:", id);
 }
 

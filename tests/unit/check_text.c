@@ -150,6 +150,18 @@ START_TEST(audit_line_layout)
 	ck_assert_str_eq(l.text, "4FzQ1X2abc: event=close");
 	audit_start(&l, "bad id\n");
 	ck_assert_str_eq(l.text, "\"bad id\\n\":");
+	/* Found by fuzz_policydoor: a ':' in a queue id ended the prefix early. */
+	audit_start(&l, "a:b");
+	ck_assert_str_eq(l.text, "\"a\\x3ab\":");
+	audit_start(&l, "x y:z");
+	ck_assert_str_eq(l.text, "\"x y\\x3az\":");
+	/* A long hostile id is cut like any value, its quotes kept. */
+	char long_id[300];
+	memset(long_id, '\x01', sizeof long_id - 1);
+	long_id[sizeof long_id - 1] = '\0';
+	audit_start(&l, long_id);
+	ck_assert_uint_eq(l.len, 4 * AUDIT_VALUE_MAX + 6);
+	ck_assert(strcmp(l.text + l.len - 5, "...\":") == 0);
 	/* Never overflows: values that do not fit are dropped whole. */
 	char *big = malloc(5000);
 	memset(big, '\x02', 5000);
