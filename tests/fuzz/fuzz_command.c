@@ -5,23 +5,19 @@
  *
  * The audit line must be one line of printable ASCII, parse as key=value
  * pairs, and give back the client's bytes exactly when unescaped.  The
- * seam: this file defines log_msg() itself, so audit_emit() writes into
- * a buffer here instead of syslog (log.c is not linked).
+ * seam: fuzz_audit.c defines log_msg(), so audit_emit() writes into a
+ * buffer instead of syslog (log.c is not linked).
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "audit.h"
+#include "fuzz_audit.h"
 #include "cmdline.h"
-#include "config.h"
 #include "events.h"
-#include "log.h"
 #include "policy.h"
 
 static const char POLICY[] =
@@ -34,35 +30,6 @@ static const char POLICY[] =
 	"limits = { probes = 2; action = \"disconnect\"; };\n";
 
 static struct policy *policy;
-static char captured[2 * AUDIT_LINE_MAX];
-static int lines;
-
-void log_msg(int priority, const char *fmt, ...)
-{
-	(void)priority;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(captured, sizeof captured, fmt, ap);
-	va_end(ap);
-	lines++;
-}
-
-static struct policy *load_policy(void)
-{
-	int fd = memfd_create("policy", 0);
-	if (fd < 0 || write(fd, POLICY, sizeof POLICY - 1) != (ssize_t)(sizeof POLICY - 1))
-		abort();
-	char path[64];
-	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-	struct config_error err;
-	struct policy *p = config_load(path, &err);
-	if (p == NULL) {
-		fprintf(stderr, "fuzz policy: %s:%d: %s\n", err.file, err.line, err.message);
-		abort();
-	}
-	close(fd);
-	return p;
-}
 
 /* Undoes audit_escape; returns the length, or -1 when malformed. */
 static long unescape(const char *s, size_t n, char *out)
@@ -127,51 +94,10 @@ static void check_escape(const char *value, size_t len)
 		abort();
 }
 
-/*
- * Splits the captured line into its fields: "PREFIX:" then " key=value"
- * pairs, a value either bare or double-quoted.  Aborts when the line does
- * not have that shape; returns the value of key (escaped form) or NULL.
- */
-static const char *field(const char *key, size_t *len)
-{
-	const char *p = strchr(captured, ':');
-	const char *found = NULL;
-	if (p == NULL)
-		abort();
-	for (p++; *p; ) {
-		if (*p++ != ' ')
-			abort();
-		const char *k = p;
-		while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))
-			p++;
-		if (p == k || *p != '=')
-			abort();
-		size_t klen = (size_t)(p - k);
-		const char *v = ++p;
-		if (*p == '"') {
-			for (p++; *p && *p != '"'; p++)
-				if (*p == '\\' && p[1])
-					p++;
-			if (*p++ != '"')
-				abort();
-		} else {
-			while (*p && *p != ' ')
-				p++;
-			if (p == v)
-				abort();
-		}
-		if (found == NULL && klen == strlen(key) && memcmp(k, key, klen) == 0) {
-			found = v;
-			*len = (size_t)(p - v);
-		}
-	}
-	return found;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (policy == NULL)
-		policy = load_policy();
+		policy = fuzz_load_policy(POLICY);
 	if (size == 0)
 		return 0;
 	check_escape((const char *)data, size);
@@ -203,21 +129,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct verdict v;
 	policy_decide(policy, &q, &v);
 
-	lines = 0;
+	fuzz_lines = 0;
 	event_command(&(struct command_event){
 		.queue_id = (data[0] & 0x10) ? "4FzQ1X2abc" : NULL, .door = "milter",
 		.session = "1f", .cmd = &cmd, .client = client ? client : "unknown",
 		.user = (data[0] & 0x20) ? line : NULL, .verdict = &v,
 	});
-	if (lines != 1 || strlen(captured) >= AUDIT_LINE_MAX)
+	if (fuzz_lines != 1)
 		abort();
-	for (const char *p = captured; *p; p++)
-		if (*p < 0x20 || *p > 0x7e)
-			abort();
 
 	/* The verb as the policy names it, else the client's bytes, escaped. */
 	size_t n;
-	const char *verb = field("verb", &n);
+	const char *verb = fuzz_audit_field(fuzz_log, "verb", &n);
 	if (verb == NULL)
 		abort();
 	char buf[4 * AUDIT_VALUE_MAX + 16];
@@ -228,7 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (strlen(buf) != n || memcmp(buf, verb, n) != 0)
 		abort();
 	/* An argument is logged only for a verb under policy (AUTH PLAIN ...). */
-	const char *arg = field("arg", &n);
+	const char *arg = fuzz_audit_field(fuzz_log, "arg", &n);
 	if ((arg != NULL) != (v.command != NULL && cmd.arg_len > 0))
 		abort();
 	free(line);
