@@ -474,12 +474,16 @@ class FaultsTest(unittest.TestCase):
         self.assertEqual(line.split()[3:5], ["4096", "4096"], line)
 
     def test_10_sigterm_is_an_orderly_stop(self):
-        """SIGTERM with a session open: exit 0, "exiting with status 0" logged,
-        socket and pid file removed (it used to die of the signal instead)."""
+        """SIGTERM with a session open and the policy door listening: exit 0,
+        "exiting with status 0" logged, socket and pid file removed (it used
+        to die of the signal instead)."""
         r = RIG.rig
         sock = os.path.join(r.workdir, "term.sock")
         pidfile = os.path.join(r.workdir, "term.pid")
-        m = r.milter(socket="unix:" + sock, extra_args=["-P", pidfile])
+        # with the policy door open too: its thread must not take the signal
+        path = os.path.join(r.workdir, "term.conf")
+        r.write_policy(POLICY + 'policy_socket = "inet:%d@127.0.0.1";\n' % h.pick_port(), path)
+        m = r.milter(policy_path=path, socket="unix:" + sock, extra_args=["-P", pidfile])
         c = mp.MilterClient(sock).session()
         self.assertEqual(mp.reply_text(c.unknown("EXPN")), REFUSED)
         self.assertEqual(m.stop(timeout=20), 0, m.output())
