@@ -173,11 +173,15 @@ static int readable(struct conn *c)
 		ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
 		if (n < 0 && errno == EAGAIN)
 			break;
-		if (n <= 0) {
+		if (n < 0)
+			return -1;
+		if (n == 0) {
 			if (c->in_len > 0)
 				log_msg(LOG_WARNING, "%s door: %s: connection closed inside a request (%zu bytes unanswered)",
 					c->proto->name, c->peer, c->in_len);
-			return -1;
+			/* The client has stopped sending: still send what it was answered. */
+			c->closing = 1;
+			break;
 		}
 		c->in_len += (size_t)n;
 

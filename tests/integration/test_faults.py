@@ -495,6 +495,37 @@ class FaultsTest(unittest.TestCase):
         self.assertFalse(os.path.exists(sock))
         self.assertFalse(os.path.exists(pidfile))
 
+    def test_11_door_client_half_closes(self):
+        """A policy-door client that sends its requests and shuts down its side
+        still gets every answer (they were dropped with the connection)."""
+        r = RIG.rig
+        port = h.pick_port()
+        path = os.path.join(r.workdir, "door.conf")
+        door_policy = POLICY.replace("TURN = {", 'VRFY = { action = "reject"; }; TURN = {')
+        r.write_policy(door_policy + 'policy_socket = "inet:%d@127.0.0.1";\n' % port, path)
+        m = r.milter(policy_path=path)
+        self.assertTrue(h.wait_until(lambda: h.port_listening("127.0.0.1", port), 5), m.output())
+        vrfy = (b"request=smtpd_access_policy\nprotocol_state=VRFY\n"
+                b"client_address=192.0.2.8\nrecipient=root\n\n")
+        answer = b"action=502 5.5.1 VRFY command not implemented\n\n"
+        # all of them write and shut down before any is read: the door then
+        # reads requests and end of input in one go
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(50)]
+        for s in clients:
+            s.sendall(vrfy * 2)
+            s.shutdown(socket.SHUT_WR)
+        lost = 0
+        for s in clients:
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            lost += got != answer * 2
+        self.assertEqual(lost, 0, "connections whose answers were lost")
+
     def test_99_milter_survived(self):
         self.assertTrue(RIG.milter.running(), self.diag())
 
