@@ -1,6 +1,7 @@
 """The daemon under valgrind memcheck through an integration session:
-refusals, the probe limit, hostile lines, reloads (good and broken),
-concurrent sessions and an MTA hanging up mid-packet, then SIGTERM.
+refusals, the probe limit, hostile lines, the policy door (pipelined,
+malformed, cut off), reloads (good and broken), concurrent sessions and
+an MTA hanging up mid-packet, then SIGTERM.
 Wants zero errors and zero definitely-lost bytes, and prints valgrind's
 summary.  (Blocks "possibly lost" are the stacks of libmilter's worker
 threads, which are still running when the process exits; "suppressed" is
@@ -11,6 +12,7 @@ Run through memcheck.test.
 import os
 import re
 import shutil
+import socket
 import struct
 import sys
 import threading
@@ -22,7 +24,9 @@ import milterproto as mp  # noqa: E402
 import rig  # noqa: E402
 
 POLICY = """\
-commands = { EXPN = { action = "reject"; }; TURN = { action = "tempfail"; }; };
+policy_socket = "inet:%(policy_port)d@127.0.0.1";
+commands = { EXPN = { action = "reject"; }; TURN = { action = "tempfail"; };
+             VRFY = { action = "reject"; }; };
 rules = ( { clients = [ "127.0.0.2" ]; action = "allow"; } );
 limits = { probes = 3; action = "disconnect"; };
 """
@@ -44,7 +48,9 @@ class MemcheckTest(unittest.TestCase):
             self.skipTest("valgrind is not installed (apt-get install valgrind)")
         if rig.sanitized():
             self.skipTest("an AddressSanitizer build: valgrind cannot run it")
-        self.rig = rig.Rig(POLICY)
+        self.policy_port = h.pick_port()
+        self.policy = POLICY % {"policy_port": self.policy_port}
+        self.rig = rig.Rig(self.policy)
         self.addCleanup(self.rig.stop)
         self.vlog = os.path.join(self.rig.workdir, "valgrind.log")
         self.milter = self.rig.milter(wrapper=VALGRIND + ["--log-file=" + self.vlog], )
@@ -72,6 +78,30 @@ class MemcheckTest(unittest.TestCase):
                                     since=mark, timeout=30)
         self.assertIsNotNone(rec, "no %r after SIGUSR1" % wanted)
 
+    def policy_door(self):
+        """Requests to the policy door: pipelined, malformed, cut off."""
+        vrfy = (b"request=smtpd_access_policy\nprotocol_state=VRFY\nclient_address=192.0.2.7\n"
+                b"recipient=root\n\n")
+        answer = b"action=502 5.5.1 VRFY command not implemented\n\n"
+        for data, wanted in ((vrfy * 3, answer * 3), (b"request=junk\n\n", b""),
+                             (vrfy[:30], None), (b"x" * 20000, b"")):
+            s = socket.create_connection(("127.0.0.1", self.policy_port), timeout=60)
+            s.sendall(data)
+            got = b""
+            # a whole answer, or the door closing on a bad request; a cut-off
+            # request is left hanging and then dropped by the client
+            while wanted is not None and (wanted == b"" or len(got) < len(wanted)):
+                try:
+                    chunk = s.recv(65536)
+                except ConnectionResetError:  # closed with our bytes unread
+                    chunk = b""
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            if wanted is not None:
+                self.assertEqual(got, wanted)
+
     def test_session_under_memcheck(self):
         m = self.milter
         self.assertEqual(self.smtp(["EHLO a.example", "EXPN", "XFOO", "TURN", "EXPN", "EXPN",
@@ -82,7 +112,8 @@ class MemcheckTest(unittest.TestCase):
         self.assertEqual(self.smtp(["EXPN", "QUIT"], source="127.0.0.2")[0],
                          "500 5.5.2 Error: command not recognized")
         self.smtp([b"EHLO " + b"h\x1b[31m" * 700, b"X" * 3000, b"X\xe2\x80\xae%n%s", "QUIT"])
-        self.reload(POLICY.replace("probes = 3", "probes = 0"), "configuration reloaded")
+        self.policy_door()
+        self.reload(self.policy.replace("probes = 3", "probes = 0"), "configuration reloaded")
         self.reload("commands = { EXPN = { action = \"nope\"; }; };\n", "keeping previous")
         # a syntax error after a string: libconfig 1.5 leaks the string (valgrind.supp)
         self.reload('""\n', "keeping previous")
@@ -112,3 +143,7 @@ class MemcheckTest(unittest.TestCase):
         self.assertRegex(report, r"ERROR SUMMARY: 0 errors from 0 contexts", report)
         self.assertTrue(re.search(r"definitely lost: 0 bytes in 0 blocks", report)
                         or "All heap blocks were freed" in report, report)
+
+
+def shutdown():
+    """Called by runner.py after the run; the test cleans up after itself."""
