@@ -119,6 +119,9 @@ class FaultsTest(unittest.TestCase):
     def setUp(self):
         if RIG is None:
             self.fail("the test environment is not running")
+        # the last test's sessions are over (close lines written) before the mark
+        if RIG.milter.running():
+            rig.wait_closed_sessions(RIG.rig.log, RIG.milter.pid, 0, 0)
         self.mark = RIG.rig.log.mark()
         self.clients = []
 
@@ -388,7 +391,8 @@ class FaultsTest(unittest.TestCase):
         found = rig.wait_closed_sessions(RIG.rig.log, m.pid, self.mark, 5)
         self.assertEqual([s for s, l in found.items() if l[-1]["event"] != "close"], [],
                          self.diag())
-        self.assertEqual(len(found), 5, self.diag())
+        raw = [l for l in found.values() if l[0]["client"] in ("192.0.2.7", "unknown")]
+        self.assertEqual(len(raw), 5, self.diag())
         self.assertSettles(m.pid, base)
         self.assertTrue(m.running(), self.diag())
         self.enforced(RIG.tempfail)
@@ -428,7 +432,8 @@ class FaultsTest(unittest.TestCase):
                 except OSError:
                     c.close()
         found = rig.wait_closed_sessions(RIG.rig.log, m.pid, self.mark, n, timeout=60)
-        self.assertEqual(sum(1 for l in found.values() if l[-1]["event"] == "close"), n)
+        mine = [l for l in found.values() if l[0]["client"] == "192.0.2.9"]
+        self.assertEqual(sum(1 for l in mine if l[-1]["event"] == "close"), n)
         self.assertSettles(m.pid, base)
         self.enforced(RIG.tempfail)
 
