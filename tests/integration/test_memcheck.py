@@ -3,7 +3,8 @@ refusals, the probe limit, hostile lines, the policy door (pipelined,
 malformed, cut off), reloads (good and broken), concurrent sessions and
 an MTA hanging up mid-packet, then SIGTERM.
 Wants zero errors and zero definitely-lost bytes, and prints valgrind's
-summary.  (Blocks "possibly lost" are the stacks of libmilter's worker
+summary.  An AddressSanitizer build runs the same session without valgrind
+and wants no sanitizer report and exit 0.  (Blocks "possibly lost" are the stacks of libmilter's worker
 threads, which are still running when the process exits; "suppressed" is
 libconfig's own leak on one kind of syntax error, see valgrind.supp.)
 Run through memcheck.test.
@@ -44,16 +45,18 @@ class MemcheckTest(unittest.TestCase):
     maxDiff = None
 
     def setUp(self):
-        if shutil.which("valgrind") is None:
+        # An ASan build checks itself (valgrind cannot run it): same session,
+        # and the runner fails on any AddressSanitizer or LeakSanitizer report.
+        self.asan = rig.sanitized()
+        if not self.asan and shutil.which("valgrind") is None:
             self.skipTest("valgrind is not installed (apt-get install valgrind)")
-        if rig.sanitized():
-            self.skipTest("an AddressSanitizer build: valgrind cannot run it")
         self.policy_port = h.pick_port()
         self.policy = POLICY % {"policy_port": self.policy_port}
         self.rig = rig.Rig(self.policy)
         self.addCleanup(self.rig.stop)
         self.vlog = os.path.join(self.rig.workdir, "valgrind.log")
-        self.milter = self.rig.milter(wrapper=VALGRIND + ["--log-file=" + self.vlog], )
+        self.milter = self.rig.milter(wrapper=[] if self.asan else
+                                      VALGRIND + ["--log-file=" + self.vlog])
         self.postfix = self.rig.postfix(milter_port=self.milter.port)
 
     def smtp(self, lines, source=None):
@@ -132,6 +135,11 @@ class MemcheckTest(unittest.TestCase):
         # before SIGTERM: every session closed
         rig.wait_closed_sessions(self.rig.log, m.pid, 0, 15, timeout=60)
         status = m.stop(timeout=60)
+        if self.asan:
+            self.assertEqual(status, 0, m.output())
+            self.assertEqual(m.problems(), [])
+            print("\nAddressSanitizer build: no report from the daemon, exit 0")
+            return
         with open(self.vlog) as f:
             report = f.read()
         summary = [l for l in report.splitlines()
