@@ -60,6 +60,10 @@ class PrivilegeTest(unittest.TestCase):
         RIG.write_policy(policy(mode), path)
         sock = os.path.join(RIG.workdir, "run", "%s.sock" % name)
         m = RIG.milter(policy_path=path, socket="unix:" + sock, extra_args=["-u", user])
+        # the socket listens before the drop: wait for the line logged after it
+        rec = RIG.log.wait_for(lambda r: r.pid == m.pid and r.msg.startswith("listening on"),
+                               since=self.mark, timeout=10)
+        self.assertIsNotNone(rec, self.diag(m))
         return m, sock, path
 
     def diag(self, m):
