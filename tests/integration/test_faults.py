@@ -474,6 +474,11 @@ class FaultsTest(unittest.TestCase):
             for c in held:
                 c.close()
         m2 = r.milter(wrapper=["prlimit", "--nofile=64:4096", "--"])
+        rec = r.log.wait_for(lambda x: x.pid == m2.pid and "file descriptor limit" in x.msg,
+                             since=self.mark, timeout=5)
+        self.assertIsNotNone(rec, r.log.excerpt(self.mark, pids={m2.pid}))
+        self.assertTrue(rec.msg.startswith("file descriptor limit raised from 64 to 4096: up to "),
+                        rec.msg)
         with open("/proc/%d/limits" % m2.pid) as f:
             line = [l for l in f if l.startswith("Max open files")][0]
         self.assertEqual(line.split()[3:5], ["4096", "4096"], line)
