@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---- addresses ---------------------------------------------------------- */
 
@@ -402,10 +403,27 @@ static struct node *alloc_nodes(size_t cap)
 	return aligned_alloc(64, cap * sizeof(struct node));
 }
 
+/*
+ * The table is about 512 KiB, nearly all jump tables.  It is mapped, not
+ * calloc'd: fresh pages are zero and stay unbacked until touched, and
+ * munmap gives them back at once.  From the heap, glibc would zero (touch)
+ * all of it and keep it after free, so every reload would cost 512 KiB.
+ */
+static struct nettable *map_table(void)
+{
+	void *p = mmap(NULL, sizeof(struct nettable), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void unmap_table(struct nettable *t)
+{
+	munmap(t, sizeof *t);
+}
+
 struct nettable *nettable_new(void)
 {
-	/* About 512 KiB, nearly all jump tables; untouched pages stay unmapped. */
-	struct nettable *t = calloc(1, sizeof *t);
+	struct nettable *t = map_table();
 
 	if (t == NULL)
 		return NULL;
@@ -415,7 +433,7 @@ struct nettable *nettable_new(void)
 	if (t->nodes == NULL || t->prefixes == NULL) {
 		free(t->nodes);
 		free(t->prefixes);
-		free(t);
+		unmap_table(t);
 		return NULL;
 	}
 	memset(&t->nodes[0], 0, sizeof t->nodes[0]); /* the root, not stored */
@@ -434,7 +452,7 @@ void nettable_free(struct nettable *t)
 	free(t->sets);
 	free(t->prefixes);
 	free(t->nodes);
-	free(t);
+	unmap_table(t);
 }
 
 /* Grows by half, to keep the slack of a large table moderate. */
