@@ -312,7 +312,7 @@ struct nettable {
 	size_t nprefixes, prefix_cap;
 	unsigned **sets;         /* value arrays of prefixes with several */
 	size_t nsets, set_cap;
-	uint32_t jump[2][JUMP_SIZE]; /* by space, then block */
+	uint32_t (*jump)[JUMP_SIZE]; /* [2][JUMP_SIZE]: by space, then block */
 };
 
 static bool key_is_v4(const key128 k)
@@ -404,36 +404,37 @@ static struct node *alloc_nodes(size_t cap)
 }
 
 /*
- * The table is about 512 KiB, nearly all jump tables.  It is mapped, not
- * calloc'd: fresh pages are zero and stay unbacked until touched, and
- * munmap gives them back at once.  From the heap, glibc would zero (touch)
- * all of it and keep it after free, so every reload would cost 512 KiB.
+ * The jump tables are 512 KiB.  They are mapped, not calloc'd: fresh pages
+ * are zero and stay unbacked until touched, and munmap gives them back at
+ * once.  From the heap, glibc would zero (touch) all of them and keep them
+ * after free, so every reload would cost 512 KiB.  They hold indices only,
+ * no pointers, so leak checkers lose nothing by not scanning them.
  */
-static struct nettable *map_table(void)
+#define JUMP_BYTES (2 * JUMP_SIZE * sizeof(uint32_t))
+
+static uint32_t (*map_jump(void))[JUMP_SIZE]
 {
-	void *p = mmap(NULL, sizeof(struct nettable), PROT_READ | PROT_WRITE,
+	void *p = mmap(NULL, JUMP_BYTES, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
 
-static void unmap_table(struct nettable *t)
-{
-	munmap(t, sizeof *t);
-}
-
 struct nettable *nettable_new(void)
 {
-	struct nettable *t = map_table();
+	struct nettable *t = calloc(1, sizeof *t);
 
 	if (t == NULL)
 		return NULL;
+	t->jump = map_jump();
 	t->node_cap = t->prefix_cap = 16;
 	t->nodes = alloc_nodes(t->node_cap);
 	t->prefixes = malloc(t->prefix_cap * sizeof *t->prefixes);
-	if (t->nodes == NULL || t->prefixes == NULL) {
+	if (t->jump == NULL || t->nodes == NULL || t->prefixes == NULL) {
+		if (t->jump != NULL)
+			munmap(t->jump, JUMP_BYTES);
 		free(t->nodes);
 		free(t->prefixes);
-		unmap_table(t);
+		free(t);
 		return NULL;
 	}
 	memset(&t->nodes[0], 0, sizeof t->nodes[0]); /* the root, not stored */
@@ -452,7 +453,8 @@ void nettable_free(struct nettable *t)
 	free(t->sets);
 	free(t->prefixes);
 	free(t->nodes);
-	unmap_table(t);
+	munmap(t->jump, JUMP_BYTES);
+	free(t);
 }
 
 /* Grows by half, to keep the slack of a large table moderate. */
