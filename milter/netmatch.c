@@ -589,6 +589,23 @@ static void push_down(struct nettable *t, uint32_t i, uint32_t owner, unsigned v
 	push_down(t, n->child[1], owner, v, adopt);
 }
 
+/*
+ * Points count jump entries from first at node i where they hold a shallower
+ * node.  A short prefix fills 65536 entries: coverage instrumentation of this
+ * loop made the netmatch fuzz target ten times slower and told it nothing.
+ */
+#if defined(__clang__)
+__attribute__((noinline, no_sanitize("coverage")))
+#endif
+static void jump_fill(struct nettable *t, unsigned s, size_t first, size_t count, uint32_t i)
+{
+	unsigned len = t->nodes[i].len;
+
+	for (size_t b = first; b < first + count; b++)
+		if (t->nodes[t->jump[s][b]].len < len)
+			t->jump[s][b] = i;
+}
+
 /* Points the jump entries of every block under new node i at it, if deeper. */
 static void jump_note(struct nettable *t, uint32_t i)
 {
@@ -612,9 +629,7 @@ static void jump_note(struct nettable *t, uint32_t i)
 			first = block_of(n->key, s);
 			count = (size_t)1 << (cut - n->len);
 		}
-		for (size_t b = first; b < first + count; b++)
-			if (t->nodes[t->jump[s][b]].len < n->len)
-				t->jump[s][b] = i;
+		jump_fill(t, s, first, count, i);
 	}
 }
 
