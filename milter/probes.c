@@ -57,20 +57,18 @@ static struct probe_entry *find(struct probe_table *t, const struct netaddr *a)
 	return NULL;
 }
 
-unsigned probe_table_count(struct probe_table *t, const struct netaddr *addr,
-			   time_t now, unsigned window)
+/* The count of addr within the window. Called with the lock held. */
+static unsigned count_locked(struct probe_table *t, const struct netaddr *addr,
+			     time_t now, unsigned window)
 {
-	pthread_mutex_lock(&t->lock);
 	struct probe_entry *e = find(t, addr);
-	unsigned n = (e == NULL || expired(e, now, window)) ? 0 : e->count;
-	pthread_mutex_unlock(&t->lock);
-	return n;
+	return (e == NULL || expired(e, now, window)) ? 0 : e->count;
 }
 
-unsigned probe_table_add(struct probe_table *t, const struct netaddr *addr,
-			 time_t now, unsigned window)
+/* Records one refusal for addr. Called with the lock held. */
+static unsigned add_locked(struct probe_table *t, const struct netaddr *addr,
+			   time_t now, unsigned window)
 {
-	pthread_mutex_lock(&t->lock);
 	struct probe_entry *e = find(t, addr);
 	if (e == NULL) {
 		/* A free or expired slot, else the client seen longest ago. */
@@ -93,21 +91,45 @@ unsigned probe_table_add(struct probe_table *t, const struct netaddr *addr,
 	}
 	e->count++;
 	e->last = now;
-	unsigned n = e->count;
+	return e->count;
+}
+
+unsigned probe_table_count(struct probe_table *t, const struct netaddr *addr,
+			   time_t now, unsigned window)
+{
+	pthread_mutex_lock(&t->lock);
+	unsigned n = count_locked(t, addr, now, window);
 	pthread_mutex_unlock(&t->lock);
 	return n;
 }
 
+unsigned probe_table_add(struct probe_table *t, const struct netaddr *addr,
+			 time_t now, unsigned window)
+{
+	pthread_mutex_lock(&t->lock);
+	unsigned n = add_locked(t, addr, now, window);
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+/*
+ * Count, verdict and record are one lock section: two sessions of one
+ * client refused at the same moment must not both see the count below
+ * the limit.  policy_decide is pure and short, so holding the lock is cheap.
+ */
 void probes_decide(struct probe_table *t, const struct policy *p, struct question *q,
 		   time_t now, struct verdict *v)
 {
-	bool shared = t != NULL && p->window > 0 && q->client != NULL;
-	if (shared) {
-		unsigned seen = probe_table_count(t, q->client, now, p->window);
-		if (seen > q->refused)
-			q->refused = seen;
+	if (t == NULL || p->window == 0 || q->client == NULL) {
+		policy_decide(p, q, v);
+		return;
 	}
+	pthread_mutex_lock(&t->lock);
+	unsigned seen = count_locked(t, q->client, now, p->window);
+	if (seen > q->refused)
+		q->refused = seen;
 	policy_decide(p, q, v);
-	if (shared && action_refuses(v->action))
-		probe_table_add(t, q->client, now, p->window);
+	if (action_refuses(v->action))
+		add_locked(t, q->client, now, p->window);
+	pthread_mutex_unlock(&t->lock);
 }

@@ -3,8 +3,8 @@
  * session, within a time window (limits.window), so a client probing EXPN
  * through the milter and VRFY through the policy door is one prober.
  * Bounded memory: a fixed table of PROBE_SLOTS entries in small buckets;
- * a full bucket forgets its stalest client.  One mutex, held only for a
- * few memory operations, never across I/O.
+ * a full bucket forgets its stalest client.  One mutex, held for a few
+ * memory operations and one pure policy decision, never across I/O.
  */
 #ifndef CMDGATE_PROBES_H
 #define CMDGATE_PROBES_H
@@ -33,8 +33,10 @@ unsigned probe_table_add(struct probe_table *t, const struct netaddr *addr,
 /*
  * The question every door asks: decides q under p, where the refusals seen
  * so far are the larger of q->refused (this session's) and the client's
- * count in the shared table; a refusal is recorded there.  t may be NULL
- * and is not used when the policy's window is 0.
+ * count in the shared table; a refusal is recorded there, in the same lock
+ * section as the count, so simultaneous sessions of one client cannot all
+ * slip under the limit.  t may be NULL and is not used when the policy's
+ * window is 0.
  */
 void probes_decide(struct probe_table *t, const struct policy *p, struct question *q,
 		   time_t now, struct verdict *v);

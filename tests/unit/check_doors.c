@@ -1,5 +1,6 @@
 /* Unit tests: policy-protocol parser, shared probe counting, door sockets. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,70 @@ START_TEST(decide_shares_counts_between_doors)
 }
 END_TEST
 
+/*
+ * Sessions of one client refused at the same moment: exactly `probes` of
+ * them get the command's reply, the rest the limit (the count and the
+ * record are one lock section).  Each round starts the threads together
+ * on a fresh client address.
+ */
+enum { RACE_THREADS = 4, RACE_ROUNDS = 500, RACE_TRIES = 2 };
+
+struct racer {
+	struct probe_table *t;
+	const struct policy *p;
+	pthread_barrier_t *start;
+	unsigned commands;
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+	for (unsigned round = 0; round < RACE_ROUNDS; round++) {
+		struct netaddr a = { 0 };
+		a.b[14] = (unsigned char)(round >> 8);
+		a.b[15] = (unsigned char)round;
+		pthread_barrier_wait(r->start);
+		for (int i = 0; i < RACE_TRIES; i++) {
+			struct question q = { .verb = "VRFY", .verb_len = 4, .client = &a };
+			struct verdict v;
+			probes_decide(r->t, r->p, &q, 1000, &v);
+			if (v.source != SOURCE_LIMIT)
+				r->commands++;
+		}
+	}
+	return NULL;
+}
+
+START_TEST(simultaneous_sessions_share_one_limit)
+{
+	struct policy *p = policy_new();
+	p->commands = calloc(1, sizeof *p->commands);
+	strcpy(p->commands[0].verb, "VRFY");
+	p->commands[0].action = ACTION_REJECT;
+	p->ncommands = 1;
+	p->probes = 3;
+	p->window = 600;
+	struct probe_table *t = probe_table_new();
+	pthread_barrier_t start;
+	pthread_barrier_init(&start, NULL, RACE_THREADS);
+	pthread_t threads[RACE_THREADS];
+	struct racer racers[RACE_THREADS];
+	for (int i = 0; i < RACE_THREADS; i++) {
+		racers[i] = (struct racer){ t, p, &start, 0 };
+		ck_assert_int_eq(pthread_create(&threads[i], NULL, race, &racers[i]), 0);
+	}
+	unsigned commands = 0;
+	for (int i = 0; i < RACE_THREADS; i++) {
+		pthread_join(threads[i], NULL);
+		commands += racers[i].commands;
+	}
+	ck_assert_uint_eq(commands, 3 * RACE_ROUNDS);
+	pthread_barrier_destroy(&start);
+	probe_table_free(t);
+	policy_free(p);
+}
+END_TEST
+
 START_TEST(socket_specs)
 {
 	struct sockspec s;
@@ -325,6 +390,7 @@ int main(void)
 	tcase_add_test(probes, counts_within_window);
 	tcase_add_test(probes, table_is_bounded);
 	tcase_add_test(probes, decide_shares_counts_between_doors);
+	tcase_add_test(probes, simultaneous_sessions_share_one_limit);
 	suite_add_tcase(s, probes);
 	TCase *socketmap = tcase_create("socketmap");
 	tcase_add_test(socketmap, netstrings);
