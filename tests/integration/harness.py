@@ -23,7 +23,6 @@ see PostfixInstance for the one listener that resolves 127.0.0.1 through
 """
 
 import atexit
-import errno
 import os
 import re
 import shlex
@@ -34,6 +33,7 @@ import subprocess
 import syslog
 import tempfile
 import time
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -239,6 +239,67 @@ def wait_until(predicate, timeout, interval=0.05):
 # Cleanup of everything started, also when a test run is interrupted
 
 _live = []
+
+
+def share_per_module(namespace, name, start):
+    """Gives a test module (NAMESPACE: its globals()) setUpModule,
+    tearDownModule and shutdown(), which runner.py also calls after an
+    interruption: the global NAME holds START()'s result while the module's
+    tests run and is stopped once at the end.  START cleans up after itself
+    when it fails."""
+    def set_up():
+        namespace[name] = start()
+
+    def shut_down():
+        value, namespace[name] = namespace.get(name), None
+        if value is not None:
+            value.stop()
+
+    namespace.update(setUpModule=set_up, tearDownModule=shut_down, shutdown=shut_down)
+
+
+class SessionTestCase(unittest.TestCase):
+    """Base of the tests that open SMTP sessions in a module's shared
+    environment: setUp checks the milter runs and marks the mail log,
+    tearDown closes self.clients, diag() formats a failure message.
+    A subclass defines environment() and may set log_idents (the MTA's
+    syslog names shown beside the milter's lines) and milter_must_run."""
+    maxDiff = None
+    log_idents = (POSTFIX_SYSLOG_NAME,)
+    milter_must_run = True
+
+    def environment(self):
+        """(MailLog, MilterProcess) of the running environment, or None."""
+        raise NotImplementedError
+
+    def setUp(self):
+        env = self.environment()
+        if env is None:
+            self.fail("the test environment is not running")
+        self.log, self.milter = env
+        if self.milter_must_run and not self.milter.running():
+            self.fail("the milter is not running (exit status %s):\n%s"
+                      % (self.milter.proc.returncode, self.milter.output()))
+        self.mark = self.log.mark()
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close()
+
+    def diag(self, client=None):
+        """Transcript and log excerpt for a failure message."""
+        log, milter = self.environment()
+        text = ""
+        if client is not None:
+            text += "\n--- SMTP transcript ---\n" + client.format_transcript()
+        text += ("\n--- log since the test began (milter pid %d, %s) ---\n%s"
+                 % (milter.pid, " ".join(self.log_idents),
+                    log.excerpt(self.mark, pids={milter.pid}, idents=list(self.log_idents))))
+        if not milter.running():
+            text += ("\n--- the milter exited with status %s; its output ---\n%s"
+                     % (milter.proc.returncode, milter.output()))
+        return text
 
 
 def _cleanup_all():

@@ -63,6 +63,17 @@ class Rig:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def started(policy, set_up=lambda r: None):
+    """A Rig for POLICY once SET_UP(rig) ran; stopped again if SET_UP fails."""
+    r = Rig(policy)
+    try:
+        set_up(r)
+    except BaseException:
+        r.stop()
+        raise
+    return r
+
+
 # ---------------------------------------------------------------------------
 # Audit lines
 

@@ -60,41 +60,14 @@ def missing_prerequisites():
     return []
 
 
-def setUpModule():
-    global ENV
-    env = Environment(policy=POLICY)
-    env.start()  # cleans up after itself when it fails
-    ENV = env
+h.share_per_module(globals(), "ENV", lambda: Environment(policy=POLICY).start())
 
 
-def tearDownModule():
-    shutdown()
+class Fail2banFilterTest(h.SessionTestCase):
+    log_idents = ()
 
-
-def shutdown():
-    """Stop everything (also called by runner.py after an interruption)."""
-    global ENV
-    env, ENV = ENV, None
-    if env is not None:
-        env.stop()
-
-
-class Fail2banFilterTest(unittest.TestCase):
-    maxDiff = None
-
-    def setUp(self):
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-
-    def diag(self, client=None):
-        text = ""
-        if client is not None:
-            text += "\n--- SMTP transcript ---\n" + client.format_transcript()
-        text += "\n--- milter log ---\n" + ENV.log.excerpt(self.mark, pids={ENV.milter.pid})
-        return text
+    def environment(self):
+        return ENV and (ENV.log, ENV.milter)
 
     def session(self, source, steps, closed=False):
         """One SMTP session from SOURCE: (command, expected reply) STEPS, then QUIT.

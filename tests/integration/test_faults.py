@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -53,37 +52,25 @@ class Env:
         self.tempfail = self.accept = None
 
     def start(self):
-        self.milter = self.rig.milter(socket="unix:" + self.sock)
-        milters = {"smtpd_milters": "unix:" + self.sock}
-        self.tempfail = self.rig.postfix(milter_default_action="tempfail", extra_main=milters)
-        self.accept = self.rig.postfix(milter_default_action="accept", extra_main=milters)
+        try:
+            self.milter = self.rig.milter(socket="unix:" + self.sock)
+            milters = {"smtpd_milters": "unix:" + self.sock}
+            self.tempfail = self.rig.postfix(milter_default_action="tempfail", extra_main=milters)
+            self.accept = self.rig.postfix(milter_default_action="accept", extra_main=milters)
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def stop(self):
+        self.rig.stop()
 
     def restart(self):
         self.milter = self.rig.milter(socket="unix:" + self.sock)
         return self.milter
 
 
-def setUpModule():
-    global RIG
-    env = Env()
-    try:
-        env.start()
-    except BaseException:
-        env.rig.stop()
-        raise
-    RIG = env
-
-
-def tearDownModule():
-    shutdown()
-
-
-def shutdown():
-    global RIG
-    env, RIG = RIG, None
-    if env is not None:
-        env.rig.stop()
+h.share_per_module(globals(), "RIG", lambda: Env().start())
 
 
 def smtpd_serving(postfix, client_port):
@@ -113,31 +100,18 @@ def smtpd_serving(postfix, client_port):
     return None
 
 
-class FaultsTest(unittest.TestCase):
-    maxDiff = None
+class FaultsTest(h.SessionTestCase):
+    log_idents = ()
+    milter_must_run = False  # a test that killed it restarts it
+
+    def environment(self):
+        return RIG and (RIG.rig.log, RIG.milter)
 
     def setUp(self):
-        if RIG is None:
-            self.fail("the test environment is not running")
         # the last test's sessions are over (close lines written) before the mark
-        if RIG.milter.running():
+        if RIG is not None and RIG.milter.running():
             rig.wait_closed_sessions(RIG.rig.log, RIG.milter.pid, 0, 0)
-        self.mark = RIG.rig.log.mark()
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-
-    def diag(self, client=None):
-        text = ""
-        if client is not None:
-            text += "\n--- SMTP transcript ---\n" + client.format_transcript()
-        m = RIG.milter
-        text += "\n--- milter pid %d log ---\n%s" % (m.pid, RIG.rig.log.excerpt(self.mark, pids={m.pid}))
-        if not m.running():
-            text += "\n--- the milter exited (%s); its output ---\n%s" % (m.proc.returncode, m.output())
-        return text
+        super().setUp()
 
     def smtp(self, postfix, source=None):
         c = h.smtp_client(postfix, source=source)

@@ -17,7 +17,6 @@ Run through hostile.test (milter-door.test's runner).
 
 import os
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -37,27 +36,12 @@ CUT = "..."  # audit_escape's mark for a value cut at 256 bytes
 RIG = None
 
 
-def setUpModule():
-    global RIG
-    r = rig.Rig(POLICY)
-    try:
-        r.milter()
-        r.postfix(milter_port=r.milters[0].port, extra_main={"smtputf8_enable": "no"})
-    except BaseException:
-        r.stop()
-        raise
-    RIG = r
+def start_milter_and_postfix(r):
+    r.milter()
+    r.postfix(milter_port=r.milters[0].port, extra_main={"smtputf8_enable": "no"})
 
 
-def tearDownModule():
-    shutdown()
-
-
-def shutdown():
-    global RIG
-    r, RIG = RIG, None
-    if r is not None:
-        r.stop()
+h.share_per_module(globals(), "RIG", lambda: rig.started(POLICY, start_milter_and_postfix))
 
 
 def quoted(raw):
@@ -100,21 +84,9 @@ def raw_fields(raw):
     return out
 
 
-class HostileLinesTest(unittest.TestCase):
-    maxDiff = None
-
-    def setUp(self):
-        if RIG is None:
-            self.fail("the test environment is not running")
-        self.milter = RIG.milters[0]
-        self.mark = RIG.log.mark()
-
-    def diag(self, client=None):
-        text = ""
-        if client is not None:
-            text += "\n--- SMTP transcript ---\n" + client.format_transcript()
-        return text + "\n--- log ---\n" + RIG.log.excerpt(
-            self.mark, pids={self.milter.pid}, idents=[h.POSTFIX_SYSLOG_NAME])
+class HostileLinesTest(h.SessionTestCase):
+    def environment(self):
+        return RIG and (RIG.log, RIG.milters[0])
 
     def session(self, commands, helo=None):
         """One SMTP session: optional EHLO, then COMMANDS (bytes, expected reply).

@@ -136,23 +136,7 @@ class Environment:
                     self.workdir = None
 
 
-def setUpModule():
-    global ENV
-    env = Environment()
-    env.start()  # cleans up after itself when it fails
-    ENV = env
-
-
-def tearDownModule():
-    shutdown()
-
-
-def shutdown():
-    """Stop everything (also called by milter-door.test after an interruption)."""
-    global ENV
-    env, ENV = ENV, None
-    if env is not None:
-        env.stop()
+h.share_per_module(globals(), "ENV", lambda: Environment().start())
 
 
 # ---------------------------------------------------------------------------
@@ -201,37 +185,11 @@ def refusal(verb):
     return "502 5.5.1 %s command not implemented" % verb
 
 
-class MilterDoorTest(unittest.TestCase):
-    maxDiff = None
-
-    def setUp(self):
-        if ENV is None:
-            self.fail("the test environment is not running")
-        if not ENV.milter.running():
-            self.fail("the milter is not running (exit status %s):\n%s"
-                      % (ENV.milter.proc.returncode, ENV.milter.output()))
-        self.mark = ENV.log.mark()
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
+class MilterDoorTest(h.SessionTestCase):
+    def environment(self):
+        return ENV and (ENV.log, ENV.milter)
 
     # -- helpers -------------------------------------------------------------
-
-    def diag(self, client=None):
-        """Transcript and log excerpt for a failure message."""
-        text = ""
-        if client is not None:
-            text += "\n--- SMTP transcript ---\n" + client.format_transcript()
-        text += ("\n--- log since the test began (milter pid %d, %s) ---\n%s"
-                 % (ENV.milter.pid, h.POSTFIX_SYSLOG_NAME,
-                    ENV.log.excerpt(self.mark, pids={ENV.milter.pid},
-                                    idents=[h.POSTFIX_SYSLOG_NAME])))
-        if not ENV.milter.running():
-            text += ("\n--- the milter exited with status %s; its output ---\n%s"
-                     % (ENV.milter.proc.returncode, ENV.milter.output()))
-        return text
 
     def open(self, source=None, named=False):
         c = h.smtp_client(ENV.postfix, source=source, named=named)

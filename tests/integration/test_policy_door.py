@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import tempfile
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -89,20 +88,7 @@ class Environment:
             self.workdir = None
 
 
-def setUpModule():
-    global ENV
-    ENV = Environment().start()
-
-
-def tearDownModule():
-    shutdown()
-
-
-def shutdown():
-    global ENV
-    env, ENV = ENV, None
-    if env is not None:
-        env.stop()
+h.share_per_module(globals(), "ENV", lambda: Environment().start())
 
 
 def policy_line(verb, arg, client, rule, action, reply, cls, user=None):
@@ -111,23 +97,9 @@ def policy_line(verb, arg, client, rule, action, reply, cls, user=None):
             + [("rule", rule), ("action", action), ("reply", reply), ("class", cls)])
 
 
-class PolicyDoorTest(unittest.TestCase):
-    maxDiff = None
-
-    def setUp(self):
-        if ENV is None or not ENV.milter.running():
-            self.fail("the daemon is not running")
-        self.mark = ENV.log.mark()
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-
-    def diag(self, client=None):
-        text = "\n--- SMTP transcript ---\n" + client.format_transcript() if client else ""
-        return text + "\n--- log ---\n" + ENV.log.excerpt(
-            self.mark, pids={ENV.milter.pid}, idents=[h.POSTFIX_SYSLOG_NAME])
+class PolicyDoorTest(h.SessionTestCase):
+    def environment(self):
+        return ENV and (ENV.log, ENV.milter)
 
     def open(self, source, postfix=None):
         c = h.smtp_client(postfix or ENV.postfix, source=source)

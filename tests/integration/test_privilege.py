@@ -29,22 +29,12 @@ def policy(mode):
 RIG = None
 
 
-def setUpModule():
-    global RIG
-    RIG = rig.Rig(policy("0660"))
+def make_run_directory(r):
     # the socket's directory is root's: only root can create the socket there
-    os.mkdir(os.path.join(RIG.workdir, "run"), 0o755)
+    os.mkdir(os.path.join(r.workdir, "run"), 0o755)
 
 
-def tearDownModule():
-    shutdown()
-
-
-def shutdown():
-    global RIG
-    r, RIG = RIG, None
-    if r is not None:
-        r.stop()
+h.share_per_module(globals(), "RIG", lambda: rig.started(policy("0660"), make_run_directory))
 
 
 class PrivilegeTest(unittest.TestCase):

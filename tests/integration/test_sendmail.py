@@ -23,7 +23,6 @@ import socket
 import sys
 import tempfile
 import threading
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -164,20 +163,7 @@ class Environment:
             self.workdir = None
 
 
-def setUpModule():
-    global ENV
-    ENV = Environment().start()
-
-
-def tearDownModule():
-    shutdown()
-
-
-def shutdown():
-    global ENV
-    env, ENV = ENV, None
-    if env is not None:
-        env.stop()
+h.share_per_module(globals(), "ENV", lambda: Environment().start())
 
 
 def map_line(verb, arg, client, rule, action, reply, cls):
@@ -190,23 +176,11 @@ def refused(verb, arg, client, reply):
     return map_line(verb, arg, client, "command", "reject", reply, "5xx")
 
 
-class SendmailTest(unittest.TestCase):
-    maxDiff = None
+class SendmailTest(h.SessionTestCase):
+    log_idents = (sm.SYSLOG_IDENT,)
 
-    def setUp(self):
-        if ENV is None or not ENV.milter.running():
-            self.fail("the daemon is not running")
-        self.mark = ENV.log.mark()
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-
-    def diag(self, client=None):
-        text = "\n--- SMTP transcript ---\n" + client.format_transcript() if client else ""
-        return text + "\n--- log ---\n" + ENV.log.excerpt(
-            self.mark, pids={ENV.milter.pid}, idents=[sm.SYSLOG_IDENT])
+    def environment(self):
+        return ENV and (ENV.log, ENV.milter)
 
     def open(self, source, instance="main"):
         mta = ENV.instances[instance]
