@@ -287,6 +287,15 @@ class SessionTestCase(unittest.TestCase):
         for c in self.clients:
             c.close()
 
+    def expect(self, client, command, expected):
+        """Send COMMAND and assert the final reply line equals EXPECTED."""
+        try:
+            got = client.command(command)
+        except HarnessError as e:
+            self.fail("%r: %s%s" % (command, e, self.diag(client)))
+        self.assertEqual(got, expected, "reply to %r%s" % (command, self.diag(client)))
+        return got
+
     def diag(self, client=None):
         """Transcript and log excerpt for a failure message."""
         log, milter = self.environment()

@@ -119,13 +119,6 @@ class FaultsTest(h.SessionTestCase):
         c.connect()
         return c
 
-    def expect(self, client, line, reply):
-        try:
-            got = client.command(line)
-        except h.HarnessError as e:
-            self.fail("%r: %s%s" % (line, e, self.diag(client)))
-        self.assertEqual(got, reply, "reply to %r%s" % (line, self.diag(client)))
-
     def enforced(self, postfix):
         """A new session on POSTFIX gets the milter's refusal."""
         c = self.smtp(postfix)

@@ -200,15 +200,6 @@ class MilterDoorTest(h.SessionTestCase):
             self.fail("connect from %s: %s%s" % (source or "127.0.0.1", e, self.diag(c)))
         return c
 
-    def expect(self, client, command, expected):
-        """Send COMMAND and assert the final reply line equals EXPECTED."""
-        try:
-            got = client.command(command)
-        except h.HarnessError as e:
-            self.fail("%r: %s%s" % (command, e, self.diag(client)))
-        self.assertEqual(got, expected, "reply to %r%s" % (command, self.diag(client)))
-        return got
-
     def ehlo(self, client, name):
         try:
             got = client.command("EHLO " + name)

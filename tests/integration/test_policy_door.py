@@ -108,13 +108,6 @@ class PolicyDoorTest(h.SessionTestCase):
         c.command("EHLO probe.example")
         return c
 
-    def expect(self, client, command, expected):
-        try:
-            got = client.command(command)
-        except h.HarnessError as e:
-            self.fail("%r: %s%s" % (command, e, self.diag(client)))
-        self.assertEqual(got, expected, "reply to %r%s" % (command, self.diag(client)))
-
     def policy_lines(self, count, client=None):
         """The next COUNT door=policy audit lines of the daemon since setUp."""
         def wanted(r):

@@ -197,13 +197,6 @@ class SendmailTest(h.SessionTestCase):
                          % HOST.replace(".", r"\."), self.diag(c))
         return c
 
-    def expect(self, client, command, expected):
-        try:
-            got = client.command(command)
-        except h.HarnessError as e:
-            self.fail("%r: %s%s" % (command, e, self.diag(client)))
-        self.assertEqual(got, expected, "reply to %r%s" % (command, self.diag(client)))
-
     def audit(self, door, count, client=None, address=None):
         """The daemon's door=DOOR audit lines since setUp (at least COUNT), as item
         lists; only those of client ADDRESS when given."""
