@@ -1023,6 +1023,46 @@ def parse_audit(msg):
     return AuditLine(prefix, items, msg)
 
 
+def audit_quoted(raw):
+    """The escaped audit form of RAW bytes, as audit_escape writes it (quoted)."""
+    out = ""
+    for b in raw:
+        c = chr(b)
+        if c == '"':
+            out += '\\"'
+        elif c == "\\":
+            out += "\\\\"
+        elif c in "\n\r\t":
+            out += {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[c]
+        elif b < 0x20 or b >= 0x7F:
+            out += "\\x%02x" % b
+        else:
+            out += c
+    return '"%s"' % out
+
+
+def audit_raw_fields(raw):
+    """{key: value as written} of an audit line, quotes and escapes kept."""
+    out = {}
+    rest = raw.split(": ", 1)[1]
+    i = 0
+    while i < len(rest):
+        eq = rest.index("=", i)
+        key = rest[i:eq]
+        j = eq + 1
+        if rest[j] == '"':
+            j += 1
+            while rest[j] != '"':
+                j += 2 if rest[j] == "\\" else 1
+            j += 1
+        else:
+            j = rest.find(" ", j)
+            j = len(rest) if j < 0 else j
+        out.setdefault(key, rest[eq + 1:j])
+        i = j + 1
+    return out
+
+
 def is_audit_message(msg):
     return re.match(r"[^\s:]+: event=", msg) is not None
 

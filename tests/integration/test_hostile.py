@@ -44,46 +44,6 @@ def start_milter_and_postfix(r):
 h.share_per_module(globals(), "RIG", lambda: rig.started(POLICY, start_milter_and_postfix))
 
 
-def quoted(raw):
-    """The escaped audit form of RAW bytes, as audit_escape writes it (quoted)."""
-    out = ""
-    for b in raw:
-        c = chr(b)
-        if c == '"':
-            out += '\\"'
-        elif c == "\\":
-            out += "\\\\"
-        elif c in "\n\r\t":
-            out += {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[c]
-        elif b < 0x20 or b >= 0x7F:
-            out += "\\x%02x" % b
-        else:
-            out += c
-    return '"%s"' % out
-
-
-def raw_fields(raw):
-    """{key: value as written} of an audit line, quotes and escapes kept."""
-    out = {}
-    rest = raw.split(": ", 1)[1]
-    i = 0
-    while i < len(rest):
-        eq = rest.index("=", i)
-        key = rest[i:eq]
-        j = eq + 1
-        if rest[j] == '"':
-            j += 1
-            while rest[j] != '"':
-                j += 2 if rest[j] == "\\" else 1
-            j += 1
-        else:
-            j = rest.find(" ", j)
-            j = len(rest) if j < 0 else j
-        out.setdefault(key, rest[eq + 1:j])
-        i = j + 1
-    return out
-
-
 class HostileLinesTest(h.SessionTestCase):
     def environment(self):
         return RIG and (RIG.log, RIG.milters[0])
@@ -116,7 +76,7 @@ class HostileLinesTest(h.SessionTestCase):
 
     def assertField(self, line, key, escaped):
         """KEY's value in LINE's raw text is exactly ESCAPED (quotes included)."""
-        self.assertEqual(raw_fields(line.raw).get(key), escaped, line.raw)
+        self.assertEqual(h.audit_raw_fields(line.raw).get(key), escaped, line.raw)
 
     def assertVerbLine(self, line, verb_field, action="allow", reply="none", cls="none",
                        rule="default"):
@@ -158,7 +118,7 @@ class HostileLinesTest(h.SessionTestCase):
         verbs = [b"X\x1b[31mRED", b"EXPN\x1b[2J", b"X\x1b]0;title\x07", b"X\x7f\x08\x08"]
         lines = self.session([(v, NOT_RECOGNIZED) for v in verbs])
         for raw, line in zip(verbs, lines[1:-1]):
-            self.assertVerbLine(line, quoted(raw))
+            self.assertVerbLine(line, h.audit_quoted(raw))
             self.assertNotIn("\x1b", line.raw)
 
     def test_05_right_to_left_override(self):
@@ -166,7 +126,7 @@ class HostileLinesTest(h.SessionTestCase):
         verbs = [b"X\xe2\x80\xaeNPXE", b"X\xe2\x81\xa6EXPN\xe2\x81\xa9"]
         lines = self.session([(v, NOT_RECOGNIZED) for v in verbs])
         for raw, line in zip(verbs, lines[1:-1]):
-            self.assertVerbLine(line, quoted(raw))
+            self.assertVerbLine(line, h.audit_quoted(raw))
 
     def test_06_format_directives(self):
         """%n%s in the verb is plain text in the log; the refusal's own % reaches the client."""
@@ -180,7 +140,7 @@ class HostileLinesTest(h.SessionTestCase):
         verbs = [b"X\xff\xfe", b"X\xc3", b"X\xed\xa0\x80", b"X\xc0\xafY"]
         lines = self.session([(v, NOT_RECOGNIZED) for v in verbs])
         for raw, line in zip(verbs, lines[1:-1]):
-            self.assertVerbLine(line, quoted(raw))
+            self.assertVerbLine(line, h.audit_quoted(raw))
 
     # -- the HELO name ---------------------------------------------------------
 
@@ -200,13 +160,13 @@ class HostileLinesTest(h.SessionTestCase):
     def test_11_hostile_helo(self):
         """ESC, RTL override, %n%s, invalid UTF-8, NUL and bare CR in the HELO name."""
         cases = [
-            (b"a\x1b[31mb", quoted(b"a\x1b[31mb")),
-            (b"\xe2\x80\xaeabc", quoted(b"\xe2\x80\xaeabc")),
+            (b"a\x1b[31mb", h.audit_quoted(b"a\x1b[31mb")),
+            (b"\xe2\x80\xaeabc", h.audit_quoted(b"\xe2\x80\xaeabc")),
             (b"%n%s", "%n%s"),
-            (b"\xff\xfe", quoted(b"\xff\xfe")),
+            (b"\xff\xfe", h.audit_quoted(b"\xff\xfe")),
             (b"a\x00b", "a"),          # the NUL ends the line
             (b"a\rb", '"a b"'),        # Postfix: a bare CR separates words
-            (b'q"uote\\back=x', quoted(b'q"uote\\back=x')),
+            (b'q"uote\\back=x', h.audit_quoted(b'q"uote\\back=x')),
         ]
         for name, field in cases:
             close = self.helo(name)

@@ -70,6 +70,7 @@ class Environment:
                 "smtpd_etrn_restrictions": service + ", permit_mynetworks, reject",
                 "disable_vrfy_command": "no",
                 "fast_flush_domains": "",
+                "smtputf8_enable": "no",  # so invalid UTF-8 reaches the door (test_08)
             }).start()
             self.facts = PostfixFacts(self.postfix.mail_version())
             # The same restrictions with nobody listening on the policy port.
@@ -190,6 +191,32 @@ class PolicyDoorTest(h.SessionTestCase):
         c = self.open("127.0.0.15", postfix=ENV.orphan)
         self.expect(c, "VRFY root",
                     "451 4.3.5 <root>: Recipient address rejected: Server configuration problem")
+
+    def test_08_hostile_arguments(self):
+        """VRFY arguments with hostile bytes reach the door (Postfix itself stops
+        ESC, bare CR and spaces with 501 5.1.3): the reply is Postfix's whole
+        refusal line (SMTPUTF8 off: it writes each 8-bit byte as a space), and
+        arg= shows the client's bytes escaped exactly."""
+        cases = [  # client, argument as sent, address in the reply, arg= as written
+            ("127.0.0.21", b"%n%s%x", "%n%s%x", "%n%s%x"),
+            ("127.0.0.22", b"r\xe2\x80\xaeoot", "r   oot", h.audit_quoted(b"r\xe2\x80\xaeoot")),
+            ("127.0.0.23", b"bad\xff\xfeutf", "bad  utf", h.audit_quoted(b"bad\xff\xfeutf")),
+            ("127.0.0.24", b"L" * 600, "L" * 600, '"%s..."' % ("L" * 256)),
+            ("127.0.0.25", b"a\x00b", "a", "a"),  # Postfix ends the line at the NUL
+        ]
+        for client, arg, shown, field in cases:
+            self.mark = ENV.log.mark()
+            c = self.open(client)
+            self.expect(c, b"VRFY " + arg,
+                        "502 5.5.1 <%s>: Recipient address rejected: VRFY disabled by policy" % shown)
+            self.expect(c, "QUIT", "221 2.0.0 Bye")
+            self.policy_lines(1, c)
+            [rec] = ENV.log.select(lambda r: r.pid == ENV.milter.pid and "door=policy" in r.msg,
+                                   self.mark)
+            self.assertEqual(h.audit_raw_fields(rec.msg), {
+                "event": "command", "door": "policy", "verb": "VRFY", "arg": field,
+                "client": client, "rule": "command", "action": "reject",
+                "reply": '"%s"' % VRFY_REFUSED, "class": "5xx"}, rec.msg + self.diag(c))
 
     def test_07_bad_requests_close_the_connection(self):
         """Garbage on the policy socket: a logged error and a closed connection, no verdict."""
