@@ -401,6 +401,43 @@ class SendmailTest(h.SessionTestCase):
         self.expect(c, "XFOO bar", '500 5.5.1 Command unrecognized: "XFOO bar"')
         self.expect(c, "MAIL FROM:<a@%s>" % HOST, "250 2.1.0 <a@%s>... Sender ok" % HOST)
 
+    def test_13_hostile_arguments(self):
+        """VRFY arguments with hostile bytes: the policy's reply intact, arg= escaped
+        exactly as Sendmail handed it over (measured: a NUL ends the line, a bare
+        CR and 0xff split words, 0xff itself arrives as 0x7f, quotes and
+        backslashes are removed, and a token over 256 bytes gets Sendmail's
+        own 553 5.1.0 "prescan: token too long" without a lookup)."""
+        cases = [  # argument as sent, arg= as the audit line writes it
+            (b"%n%s%x", "%n%s%x"),
+            (b"r\xe2\x80\xaeoot", h.audit_quoted(b"r\xe2\x80\xaeoot")),
+            (b"\xc3\xa9t\xc3\xa9", h.audit_quoted(b"\xc3\xa9t\xc3\xa9")),
+            (b"bad\xff\xfeutf", h.audit_quoted(b"bad \x7f\xfe utf")),
+            (b"a\x1b[31mb", h.audit_quoted(b"a\x1b[31mb")),
+            (b"a\x00b", "a"),
+            (b"a\rb", '"a b"'),
+            (b'q"u\\o', "quo"),
+            (b"x/y/z", "x/y/z"),
+            (b"L" * 255, "L" * 255),
+        ]
+        for i, (arg, field) in enumerate(cases):
+            client = "127.0.0.%d" % (60 + i)  # limits.probes counts per address
+            c = self.open(client)
+            mark = ENV.log.mark()
+            self.expect(c, b"VRFY " + arg, VRFY_REFUSED)
+            rec = ENV.log.wait_for(lambda r: r.pid == ENV.milter.pid
+                                   and "door=socketmap" in r.msg, mark)
+            self.assertIsNotNone(rec, "no audit line for %r%s" % (arg, self.diag(c)))
+            self.assertEqual(h.audit_raw_fields(rec.msg), {
+                "event": "command", "door": "socketmap", "verb": "VRFY", "arg": field,
+                "client": client, "rule": "command", "action": "reject",
+                "reply": '"%s"' % VRFY_REFUSED, "class": "5xx"}, rec.msg + self.diag(c))
+        c = self.open("127.0.0.70")
+        mark = ENV.log.mark()
+        got = c.command(b"VRFY " + b"L" * 257)
+        self.assertRegex(got, r"^553 5\.1\.0 L+\.\.\.L+\.\.\. prescan: token too long$", self.diag(c))
+        self.assertIsNone(ENV.log.wait_for(lambda r: r.pid == ENV.milter.pid
+                                           and "door=socketmap" in r.msg, mark, timeout=1))
+
     def test_99_daemon_survived(self):
         """The daemon is still running after all of the above."""
         self.assertTrue(ENV.milter.running(), ENV.milter.output())
