@@ -1,6 +1,8 @@
 #!/bin/sh
-# Runs libFuzzer targets for FUZZ_SECONDS seconds each (default 60),
-# FUZZ_JOBS of them at a time (default 1), each from its committed seeds
+# Runs libFuzzer targets for FUZZ_SECONDS seconds each (default 60), or
+# for FUZZ_RUNS executions each when that is set (the long run: make fuzz
+# FUZZ_RUNS=10000000 FUZZ_JOBS=2), FUZZ_JOBS of them at a time (default
+# 1), each from its committed seeds
 # (SRCDIR/seeds/NAME) into a working corpus (OUTDIR/corpus/NAME).
 # SRCDIR/NAME.dict is its dictionary, SRCDIR/NAME.options extra libFuzzer
 # flags.  A target fuzzed without leak detection (-detect_leaks=0) has its
@@ -12,7 +14,13 @@ set -u
 srcdir=$1 outdir=$2
 shift 2
 seconds=${FUZZ_SECONDS:-60}
+runs=${FUZZ_RUNS:-}
 jobs=${FUZZ_JOBS:-1}
+if [ -n "$runs" ]; then
+	limit=-runs=$runs
+else
+	limit=-max_total_time=$seconds
+fi
 
 run_one() {
 	path=$1
@@ -25,7 +33,8 @@ run_one() {
 	LSAN_OPTIONS=suppressions=$srcdir/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}
 	export LSAN_OPTIONS
 	# shellcheck disable=SC2086 # options are words
-	"$path" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
+	start=$(date +%s)
+	"$path" "$limit" -print_final_stats=1 -timeout=10 \
 		-rss_limit_mb=2048 -artifact_prefix="$outdir/crash-$name-" $dict $options \
 		"$corpus" "$srcdir/seeds/$name" >"$outdir/fuzz-$name.log" 2>&1
 	rc=$?
@@ -37,7 +46,7 @@ run_one() {
 			rc=$?
 		fi ;;
 	esac
-	echo "$rc" >"$outdir/fuzz-$name.status"
+	echo "$rc $(($(date +%s) - start))" >"$outdir/fuzz-$name.status"
 }
 
 status=0
@@ -55,13 +64,13 @@ while [ $# -gt 0 ]; do
 	for path in $batch; do
 		name=${path##*/fuzz_}
 		log=$outdir/fuzz-$name.log
-		rc=$(cat "$outdir/fuzz-$name.status")
+		read -r rc took <"$outdir/fuzz-$name.status"
 		# the last "#N" status line: single process and -fork mode alike
 		last=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
 		execs=$(printf '%s\n' "$last" | sed -E 's/^#([0-9]+).*/\1/')
 		cov=$(printf '%s\n' "$last" | sed -E 's/.*cov: ([0-9]+).*/\1/')
 		if [ "$rc" -eq 0 ]; then
-			echo "fuzz_$name: ${execs:-?} executions in ${seconds} s, coverage ${cov:-?}, no crash"
+			echo "fuzz_$name: ${execs:-?} executions in ${took} s, coverage ${cov:-?}, no crash"
 		else
 			echo "fuzz_$name: FAILED (exit $rc) after ${execs:-?} executions; see $log:"
 			grep -hE 'ERROR|runtime error|SUMMARY|Test unit written' "$log" \
