@@ -22,6 +22,12 @@ struct probe_table;
 struct probe_table *probe_table_new(void);
 void probe_table_free(struct probe_table *t);
 
+/*
+ * The table's own operations, each one lock section.  A door must not
+ * count, decide and add with these: two sessions could both count under
+ * the limit.  Doors call probes_decide, which holds the lock throughout.
+ */
+
 /* Refusals recorded for addr within the last `window` seconds. */
 unsigned probe_table_count(struct probe_table *t, const struct netaddr *addr,
 			   time_t now, unsigned window);
